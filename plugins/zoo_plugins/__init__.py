@@ -1,0 +1,1 @@
+"""Built-in recall-zoo plugins, written exactly like third-party plugins."""
