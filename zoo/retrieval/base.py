@@ -17,11 +17,9 @@ normalisation, maps labels to the caller's ids and writes files atomically.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,6 +28,8 @@ import numpy as np
 
 from zoo._version import __version__
 from zoo.errors import ModelFileError, UsageError
+from zoo.io import atomic_dir, commit_dir
+from zoo.io import sha256_file as _sha256
 
 HEADER_FILE = "index.json"
 IDS_FILE = "ids.npy"
@@ -58,33 +58,6 @@ def as_matrix(vectors: Any, *, what: str = "vectors") -> tuple[np.ndarray, bool]
 def normalize_rows(array: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(array, axis=1, keepdims=True)
     return array / np.maximum(norms, 1e-12)
-
-
-def atomic_dir(target: Path) -> Path:
-    """Create a fresh temporary sibling folder of ``target`` (renamed over it by :func:`commit_dir`)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-
-
-def commit_dir(tmp: Path, target: Path) -> None:
-    """Replace ``target`` by the finished ``tmp`` folder (old content removed only after success)."""
-    backup = None
-    if target.exists():
-        backup = target.with_name(f".{target.name}.old-{os.getpid()}")
-        if backup.exists():
-            shutil.rmtree(backup)
-        os.replace(target, backup)
-    os.replace(tmp, target)
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _verify_files(directory: Path, header: dict[str, Any]) -> None:
@@ -205,8 +178,13 @@ class Retriever(ABC):
                 f"retriever '{self.name}' has no query parameter {', '.join(map(repr, unknown))};"
                 f" its query parameters are {', '.join(self.query_param_names) or 'none'}"
             )
+        previous = dict(self.query_params)
         self.query_params.update(params)
-        self._apply_query_params()
+        try:
+            self._apply_query_params()
+        except BaseException:  # a rejected value must not linger (save() would write it to the header)
+            self.query_params = previous
+            raise
         return self
 
     def header(self) -> dict[str, Any]:
@@ -326,7 +304,7 @@ class Retriever(ABC):
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Return (labels [q, k] with -1 for missing, scores [q, k]) for ``k <= count``, best first."""
 
-    def _apply_query_params(self) -> None:
+    def _apply_query_params(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Push ``self.query_params`` into the live index (no rebuild)."""
 
     @abstractmethod

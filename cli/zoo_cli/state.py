@@ -1,0 +1,16 @@
+"""Process-wide CLI state: the registry built from installed plugins and ``--plugin`` paths."""
+
+from __future__ import annotations
+
+from zoo.registry import Registry, default_registry
+
+_PLUGIN_PATHS: list[str] = []
+
+
+def set_plugin_paths(paths: list[str]) -> None:
+    _PLUGIN_PATHS[:] = list(paths)
+
+
+def registry() -> Registry:
+    """The registry every command uses (built once, including ``--plugin`` files)."""
+    return default_registry(tuple(_PLUGIN_PATHS))

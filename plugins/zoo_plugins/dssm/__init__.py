@@ -1,0 +1,29 @@
+"""The ``dssm`` model plugin: two-tower DSSM."""
+
+from zoo import hookimpl
+from zoo.specs import ModelSpec
+
+
+@hookimpl
+def zoo_register_models():
+    return [
+        ModelSpec(
+            name="dssm",
+            factory="zoo_plugins.dssm.model:DSSM",
+            description="Two-tower DSSM: user and item MLPs over feature embeddings, L2-normalised, temperature-scaled",
+            family="two_tower",
+            train_modes=(0, 1, 2),
+            defaults={
+                "mode": 2,
+                "negatives": "inbatch",
+                "epochs": 10,
+                "batch_size": 512,
+                "lr": 0.001,
+                "temperature": 0.05,
+                "embed_dim": 32,
+                "dims": [128, 64],
+                "activation": "relu",
+                "dropout": 0.0,
+            },
+        )
+    ]

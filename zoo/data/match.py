@@ -1,0 +1,256 @@
+"""MatchData: an encoded dataset as flat tensors, and the batches and ranking tasks cut from it.
+
+Every user's events are stored once, in time order, in one flat tensor. A training sample is just a
+position in it: its history is the ``history_len`` items before it (gathered per batch with one
+index computation, left-padded with 0), its target the item at the position. Nothing is built per
+row in Python and no ``[samples, history_len]`` matrix is ever materialised.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from zoo.data.encoder import FIRST_CODE, FeatureEncoder
+from zoo.data.interactions import Interactions
+from zoo.data.protocol import Protocol
+from zoo.errors import DataError
+from zoo.features import Schema
+
+TRAIN, VALID, TEST = 0, 1, 2
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class RankingTask:
+    """Users to rank the catalogue for, their targets and the items each must not be shown.
+
+    Attributes:
+        users: the users' input features (one row per user), as the user tower reads them.
+        targets: the held-out item id of each user (-1 when it is not in the catalogue: a miss).
+        catalogue: the item ids that can be recommended; ranking returns ids from it.
+        exclude: CSR ``(indptr, indices)`` of catalogue ROW indices to mask per user, or None.
+        name: "valid" or "test".
+    """
+
+    users: Batch
+    targets: np.ndarray
+    catalogue: torch.Tensor
+    exclude: tuple[torch.Tensor, torch.Tensor] | None = None
+    name: str = "test"
+
+    @property
+    def num_users(self) -> int:
+        return int(self.targets.shape[0])
+
+
+@dataclass
+class MatchData:
+    """An encoded dataset (see module docstring). Build it with :meth:`from_interactions`."""
+
+    encoder: FeatureEncoder
+    schema: Schema
+    protocol: Protocol
+    seq_items: torch.Tensor  # [E] item code of every kept event, users contiguous, time-ordered
+    seq_users: torch.Tensor  # [E] user code of every event
+    seq_start: torch.Tensor  # [E] position of the first event of that event's user
+    train_positions: torch.Tensor  # positions predicted in training (have >= 1 earlier event)
+    valid_positions: torch.Tensor  # one per user
+    test_positions: torch.Tensor  # one per user
+    user_table: dict[str, torch.Tensor]
+    item_table: dict[str, torch.Tensor]
+    item_counts: torch.Tensor  # [item_vocab] training frequency of each item code
+    card: dict[str, Any] = field(default_factory=dict)
+
+    # -- construction -------------------------------------------------------------------------------
+    @classmethod
+    def from_interactions(cls, interactions: Interactions, protocol: Protocol) -> MatchData:
+        """Filter, split, encode and index ``interactions`` under ``protocol``."""
+        started = time.perf_counter()
+        before = interactions.stats()
+        events, removed = protocol.filter_events(interactions)
+        # Stable sort by (user, timestamp): equal timestamps keep file order.
+        order = np.lexsort((events["timestamp"].to_numpy(), events["user_id"].to_numpy()))
+        users_raw = events["user_id"].to_numpy()[order]
+        items_raw = events["item_id"].to_numpy()[order]
+        boundaries = np.flatnonzero(users_raw[1:] != users_raw[:-1]) + 1
+        starts = np.concatenate([[0], boundaries])
+        lengths = np.diff(np.concatenate([starts, [len(users_raw)]]))
+        keep_user = lengths >= protocol.min_user_events
+        dropped_users = int((~keep_user).sum())
+        if not keep_user.any():
+            raise DataError(
+                f"{interactions.where}: no user has {protocol.min_user_events} or more events after filtering;"
+                " leave-one-out needs at least one event each for train, valid and test"
+            )
+        keep_event = np.repeat(keep_user, lengths)
+        users_raw, items_raw = users_raw[keep_event], items_raw[keep_event]
+        lengths = lengths[keep_user]
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        ends = starts + lengths
+        role = np.zeros(len(users_raw), dtype=np.int8)
+        role[ends - 1] = TEST
+        role[ends - 2] = VALID
+        train = role == TRAIN
+
+        encoder = FeatureEncoder.fit(
+            users_raw[train], items_raw[train], interactions.users, interactions.items, interactions.item_multivalue
+        )
+        user_codes = encoder.encode_users(users_raw)
+        item_codes = encoder.encode_items(items_raw)
+        seq_start = np.repeat(starts, lengths)
+        position_in_user = np.arange(len(users_raw)) - seq_start
+        train_positions = np.flatnonzero(train & (position_in_user >= 1))
+
+        item_counts = np.bincount(item_codes[train], minlength=encoder.item_vocab)
+        item_counts[:FIRST_CODE] = 0
+        user_side = encoder.side_vocab_sizes("user")
+        item_side = encoder.side_vocab_sizes("item")
+        renamed_user = {col: (f"user_{col}" if col in item_side or col in ("user_id", "item_id") else col) for col in user_side}
+        schema = Schema(
+            user_vocab=encoder.user_vocab,
+            item_vocab=encoder.item_vocab,
+            user_side={renamed_user[c]: v for c, v in user_side.items()},
+            item_side=dict(item_side),
+            item_multivalue=tuple(c for c in item_side if c in encoder.item_multivalue),
+            history_len=protocol.history_len,
+        )
+        user_table = {renamed_user[c]: torch.from_numpy(v) for c, v in encoder.user_table(interactions.users).items()}
+        item_table = {c: torch.from_numpy(v) for c, v in encoder.item_table(interactions.items).items()}
+        test_targets = item_codes[ends - 1]
+        card = protocol.card()
+        card.update(
+            dataset=interactions.name,
+            source=interactions.source,
+            before_filters=before,
+            removed=removed,
+            users_dropped_below_min_events=dropped_users,
+            after_filters={
+                "interactions": int(len(users_raw)),
+                "users": int(len(lengths)),
+                "items": int(len(np.unique(items_raw))),
+            },
+            train_interactions=int(train.sum()),
+            train_samples=int(len(train_positions)),
+            catalogue_items=int(encoder.item_vocab - FIRST_CODE),
+            test_targets_not_in_training=int((test_targets < FIRST_CODE).sum()),
+            valid_targets_not_in_training=int((item_codes[ends - 2] < FIRST_CODE).sum()),
+            prepare_seconds=round(time.perf_counter() - started, 3),
+        )
+        return cls(
+            encoder=encoder,
+            schema=schema,
+            protocol=protocol,
+            seq_items=torch.from_numpy(item_codes),
+            seq_users=torch.from_numpy(user_codes),
+            seq_start=torch.from_numpy(seq_start),
+            train_positions=torch.from_numpy(train_positions),
+            valid_positions=torch.from_numpy(ends - 2),
+            test_positions=torch.from_numpy(ends - 1),
+            user_table=user_table,
+            item_table=item_table,
+            item_counts=torch.from_numpy(item_counts),
+            card=card,
+        )
+
+    # -- batches ------------------------------------------------------------------------------------
+    @property
+    def catalogue(self) -> torch.Tensor:
+        """Item codes that can be recommended: every item of the training vocabulary."""
+        return torch.arange(FIRST_CODE, self.schema.item_vocab, dtype=torch.long)
+
+    def histories(self, positions: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """The ``length`` items before each position, left-padded with 0 (most recent last)."""
+        length = length or self.schema.history_len
+        offsets = positions.unsqueeze(1) - length + torch.arange(length, dtype=torch.long)
+        valid = offsets >= self.seq_start[positions].unsqueeze(1)
+        return torch.where(valid, self.seq_items[offsets.clamp_min(0)], torch.zeros((), dtype=torch.long))
+
+    def item_features(self, items: torch.Tensor) -> Batch:
+        """Item id plus item side features for item codes ``items``."""
+        batch: Batch = {self.schema.item_id: items}
+        for name, table in self.item_table.items():
+            batch[name] = table[items]
+        return batch
+
+    def batch(self, positions: torch.Tensor) -> Batch:
+        """The model input for sample ``positions``: user features, history, target item features."""
+        users = self.seq_users[positions]
+        batch: Batch = {self.schema.user_id: users}
+        for name, table in self.user_table.items():
+            batch[name] = table[users]
+        batch[self.schema.history_name] = self.histories(positions)
+        batch.update(self.item_features(self.seq_items[positions]))
+        return batch
+
+    def train_batches(self, batch_size: int, *, shuffle: bool = True, seed: int = 0) -> TrainBatches:
+        return TrainBatches(self, self.train_positions, batch_size, shuffle=shuffle, seed=seed)
+
+    # -- evaluation -----------------------------------------------------------------------------------
+    def ranking_task(self, split: str = "test") -> RankingTask:
+        """The valid or test ranking task: one row per user, exclusion of the user's earlier items
+        when the protocol masks them."""
+        positions = {"valid": self.valid_positions, "test": self.test_positions}.get(split)
+        if positions is None:
+            raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
+        users = self.batch(positions)
+        targets = self.seq_items[positions].numpy().copy()
+        targets[targets < FIRST_CODE] = -1
+        exclude = self.seen_items(positions) if self.protocol.mask_seen else None
+        return RankingTask(users=users, targets=targets, catalogue=self.catalogue, exclude=exclude, name=split)
+
+    def seen_items(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """CSR of catalogue rows of every item each user had before ``positions`` (OOV items skipped)."""
+        starts = self.seq_start[positions].numpy()
+        ends = positions.numpy()
+        lengths = ends - starts
+        owner = np.repeat(np.arange(len(lengths)), lengths)
+        index = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
+        rows = self.seq_items.numpy()[index] - FIRST_CODE
+        keep = rows >= 0
+        counts = np.bincount(owner[keep], minlength=len(lengths))
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        return torch.from_numpy(indptr.astype(np.int64)), torch.from_numpy(rows[keep].astype(np.int64))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "users": int(self.valid_positions.shape[0]),
+            "items": int(self.schema.item_vocab - FIRST_CODE),
+            "train_samples": int(self.train_positions.shape[0]),
+        }
+
+
+class TrainBatches:
+    """Shuffled mini-batches of training positions; iterable like a DataLoader, reshuffled each pass.
+
+    Each pass draws a new permutation from a generator seeded by ``seed`` and the pass number, so a
+    seeded run sees the same batches in the same order.
+    """
+
+    def __init__(self, data: MatchData, positions: torch.Tensor, batch_size: int, *, shuffle: bool = True, seed: int = 0):
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.data = data
+        self.positions = positions
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return math.ceil(self.positions.shape[0] / self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        positions = self.positions
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            positions = positions[torch.randperm(positions.shape[0], generator=generator)]
+        self.epoch += 1
+        for start in range(0, positions.shape[0], self.batch_size):
+            yield self.data.batch(positions[start : start + self.batch_size])

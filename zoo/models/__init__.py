@@ -1,0 +1,41 @@
+"""Models: the RecallModel contract and a lazy facade over the model registry.
+
+``from zoo.models import DSSM`` resolves ``DSSM`` through the installed plugins (the ``dssm`` model),
+so the seed tutorial's imports keep working while every model stays a plugin.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from zoo.models.base import RecallModel, TrainOutputs
+
+__all__ = ["RecallModel", "TrainOutputs", "load_model"]
+
+
+def load_model(directory: str | os.PathLike[str], *, map_location: Any = "cpu", registry: Any = None) -> RecallModel:
+    """Load a model saved with ``model.save(dir)``, finding its class through the plugin registry."""
+    from zoo.registry import default_registry
+
+    meta = RecallModel.read_meta(directory)
+    registry = registry or default_registry()
+    cls = registry.model_class(meta["model"])
+    return cls.load(directory, map_location=map_location)
+
+
+def __getattr__(name: str) -> Any:
+    """Resolve a model class by its class name (``DSSM``) or registry name through the registry."""
+    if name.startswith("_"):
+        raise AttributeError(name)
+    from zoo.registry import default_registry
+
+    registry = default_registry()
+    wanted = name.lower()
+    for spec in registry.specs("model"):
+        if spec.name == wanted or spec.name.replace("-", "_") == wanted:
+            return spec.load()
+        factory = spec.factory if isinstance(spec.factory, str) else ""
+        if factory.rpartition(":")[2].rpartition(".")[2] == name:
+            return spec.load()
+    raise AttributeError(f"module 'zoo.models' has no attribute {name!r} (no installed model plugin provides it)")

@@ -1,0 +1,336 @@
+"""The RecallModel contract every model plugin implements.
+
+A recall model is two functions into one vector space:
+
+* ``user_tower(batch) -> [B, D]`` (or ``[B, K, D]`` for K interests),
+* ``item_tower(batch) -> [N, D]``,
+
+scored by the dot product (the max over interests for K vectors) and divided by ``temperature``
+wherever logits are formed. Batches are dicts of tensors keyed by feature name, exactly the seed's
+``x_dict``.
+
+The model also keeps an *item table*: for every item id, the values of the other item features
+(category, genres...). Negatives are sampled as ids; the table turns them into full item batches, so
+sampled negatives get the same side features as positives. The pipeline fills it from the catalogue;
+with the seed's loaders the trainer fills it from the training batches as they pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from zoo._version import __version__
+from zoo.errors import ModelFileError, UsageError
+from zoo.features import DenseFeature, Feature, SequenceFeature, SparseFeature, features_from_dicts, features_to_dicts
+from zoo.io import atomic_dir, commit_dir
+
+Batch = Mapping[str, torch.Tensor]
+
+MODEL_FILE = "model.json"
+WEIGHTS_FILE = "weights.safetensors"
+FORMAT_NAME = "recall-zoo-model"
+FORMAT_VERSION = 1
+FEATURE_ARGS = ("user_features", "item_features", "history_features", "neg_item_feature")
+_TABLE_PREFIX = "item_table__"
+
+
+@dataclass
+class TrainOutputs:
+    """What a model hands the trainer for one batch.
+
+    Attributes:
+        user: query vectors, [M, D] or [M, K, D] (M = B for two-tower models, more for models
+            trained on every position of a sequence).
+        pos_ids: the positive item id of each of the M rows.
+        pos_item: the positives' item vectors [M, D] if the model already computed them (else the
+            trainer calls ``item_vectors(pos_ids)`` or ``item_tower(batch)``).
+        valid: optional bool mask [M] of rows that count (padding positions excluded).
+    """
+
+    user: torch.Tensor
+    pos_ids: torch.Tensor
+    pos_item: torch.Tensor | None = None
+    valid: torch.Tensor | None = None
+
+
+class RecallModel(nn.Module):
+    """Base class of every recall model (see the module docstring for the contract).
+
+    Subclasses implement :meth:`user_tower` and :meth:`item_tower`, call ``super().__init__`` with
+    their feature lists, temperature and remaining constructor arguments (``config``) so that
+    :meth:`save` / :meth:`load` can rebuild them, and set the class attributes below.
+    """
+
+    #: registry name of the model (the plugin's ModelSpec name)
+    registry_name: ClassVar[str] = ""
+    family: ClassVar[str] = "two_tower"
+    train_modes: ClassVar[tuple[int, ...]] = (0, 1, 2)
+
+    def __init__(
+        self,
+        *,
+        user_features: Sequence[Feature],
+        item_features: Sequence[Feature],
+        temperature: float = 1.0,
+        history_features: Sequence[Feature] | None = None,
+        neg_item_feature: Sequence[Feature] | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if not user_features:
+            raise UsageError(f"{type(self).__name__}: user_features must name at least one feature")
+        if not item_features:
+            raise UsageError(f"{type(self).__name__}: item_features must name at least one feature")
+        try:
+            temperature = float(temperature)
+        except (TypeError, ValueError):
+            raise UsageError(f"temperature must be a positive number, got {temperature!r}") from None
+        if not temperature > 0:
+            raise UsageError(f"temperature must be a positive number, got {temperature}")
+        self.user_features = list(user_features)
+        self.item_features = list(item_features)
+        self.history_features = list(history_features or [])
+        self.neg_item_feature = list(neg_item_feature or [])
+        self.temperature = temperature
+        self.mode: str | None = None  # seed compatibility: "user" | "item" | None
+        id_features = [f for f in self.item_features if isinstance(f, SparseFeature) and not isinstance(f, SequenceFeature)]
+        if not id_features:
+            raise UsageError(f"{type(self).__name__}: the first item feature must be the item id (a SparseFeature)")
+        self.item_id_feature = id_features[0].name
+        self.neg_items_key = self.neg_item_feature[0].name if self.neg_item_feature else "neg_items"
+        self._config = dict(config or {})
+        self._table_names: list[str] = []
+        self.item_table_complete = False  # True once set_item_table() installed the whole catalogue
+
+    # -- the contract -----------------------------------------------------------------------------
+    def user_tower(self, batch: Batch) -> torch.Tensor:
+        """User (query) vectors, [B, D] or [B, K, D]."""
+        raise NotImplementedError
+
+    def item_tower(self, batch: Batch) -> torch.Tensor:
+        """Item vectors [N, D] from a batch of item features."""
+        raise NotImplementedError
+
+    @property
+    def num_interests(self) -> int:
+        """K for multi-interest models, 1 otherwise."""
+        return 1
+
+    def score(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """Row-wise dot product of user [B, D] (or [B, K, D], max over K) and item [B, D] vectors."""
+        if user.dim() == 3:
+            return (user * item.unsqueeze(1)).sum(-1).max(dim=-1).values
+        return (user * item).sum(-1)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Seed-compatible forward: ``model.mode = "user" | "item"`` gives that tower's vectors;
+        otherwise the predicted probability ``sigmoid(score / temperature)`` of each (user, item) row."""
+        if self.mode == "user":
+            return self.user_tower(batch)
+        if self.mode == "item":
+            return self.item_tower(batch)
+        return torch.sigmoid(self.score(self.user_tower(batch), self.item_tower(batch)) / self.temperature)
+
+    # -- training hooks -------------------------------------------------------------------------
+    def train_outputs(self, batch: Batch) -> TrainOutputs:
+        """User vectors and positive ids for one training batch (override for per-position training)."""
+        return TrainOutputs(user=self.user_tower(batch), pos_ids=batch[self.item_id_feature].long())
+
+    def select_interest(self, user: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Reduce K interests [M, K, D] to one vector per row given the target items [M, D].
+
+        Default: the interest that scores the target highest (hard attention); multi-interest models
+        override this with label-aware attention.
+        """
+        if user.dim() == 2:
+            return user
+        best = (user * target.unsqueeze(1)).sum(-1).argmax(dim=-1)
+        return user[torch.arange(user.shape[0], device=user.device), best]
+
+    def regularization_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(embedding parameters, dense parameters) for ``embedding_l2`` / ``dense_l2``."""
+        embedding_ids = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
+        embeddings, dense = [], []
+        for parameter in self.parameters():
+            if id(parameter) in embedding_ids:
+                embeddings.append(parameter)
+            elif parameter.dim() > 1:  # weights, not biases / norms / PReLU slopes
+                dense.append(parameter)
+        return embeddings, dense
+
+    # -- item table -----------------------------------------------------------------------------
+    def _side_features(self) -> list[Feature]:
+        return [f for f in self.item_features if f.name != self.item_id_feature]
+
+    def _table(self, name: str) -> torch.Tensor | None:
+        return getattr(self, _TABLE_PREFIX + name, None) if name in self._table_names else None
+
+    def _set_table(self, name: str, values: torch.Tensor) -> None:
+        key = _TABLE_PREFIX + name
+        if name in self._table_names:
+            setattr(self, key, values)
+        else:
+            self.register_buffer(key, values, persistent=False)
+            self._table_names.append(name)
+
+    def set_item_table(self, table: Mapping[str, torch.Tensor]) -> None:
+        """Install the full item table: ``{feature: tensor indexed by item id}`` for each side feature."""
+        for feature in self._side_features():
+            if feature.name in table:
+                values = torch.as_tensor(table[feature.name])
+                device = next(self.parameters()).device
+                self._set_table(feature.name, values.to(device))
+        self.item_table_complete = True
+
+    def item_table(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, _TABLE_PREFIX + name) for name in self._table_names}
+
+    @torch.no_grad()
+    def remember_items(self, batch: Batch) -> None:
+        """Record the side features of the items in ``batch`` (seed loaders: negatives get them too)."""
+        if self.item_table_complete or self.item_id_feature not in batch:
+            return
+        ids = batch[self.item_id_feature].long().reshape(-1)
+        vocab = self._item_vocab()
+        for feature in self._side_features():
+            if feature.name not in batch:
+                continue
+            values = batch[feature.name]
+            values = values.reshape(ids.shape[0], *values.shape[ids.dim():]) if values.dim() > 1 else values.reshape(-1)
+            table = self._table(feature.name)
+            if table is None or table.shape[1:] != values.shape[1:]:
+                shape = (vocab, *values.shape[1:])
+                dtype = values.dtype if isinstance(feature, DenseFeature) else torch.long
+                table = torch.zeros(shape, dtype=dtype, device=values.device)
+                self._set_table(feature.name, table)
+            table[ids.to(table.device)] = values.to(table.device, table.dtype)
+
+    def _item_vocab(self) -> int:
+        feature = next(f for f in self.item_features if f.name == self.item_id_feature)
+        assert isinstance(feature, SparseFeature)
+        return feature.vocab_size
+
+    def item_batch(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A full item batch for ``ids`` (any shape) from the item table; unknown side values are 0 (padding)."""
+        ids = ids.long()
+        batch: dict[str, torch.Tensor] = {self.item_id_feature: ids}
+        for feature in self._side_features():
+            table = self._table(feature.name)
+            if table is not None:
+                batch[feature.name] = table[ids.to(table.device)].to(ids.device)
+            elif isinstance(feature, DenseFeature):
+                batch[feature.name] = torch.zeros(ids.shape, dtype=torch.float32, device=ids.device)
+            elif isinstance(feature, SequenceFeature):
+                batch[feature.name] = torch.zeros((*ids.shape, 1), dtype=torch.long, device=ids.device)
+            else:
+                batch[feature.name] = torch.zeros_like(ids)
+        return batch
+
+    def item_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        """Item vectors for ``ids`` of any shape: [..., D]."""
+        flat = ids.reshape(-1)
+        vectors = self.item_tower(self.item_batch(flat))
+        return vectors.reshape(*ids.shape, vectors.shape[-1])
+
+    # -- persistence ----------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """Everything the constructor needs, JSON-serialisable (features as dicts)."""
+        config: dict[str, Any] = {
+            "user_features": features_to_dicts(self.user_features),
+            "item_features": features_to_dicts(self.item_features),
+            "temperature": self.temperature,
+        }
+        if self.history_features:
+            config["history_features"] = features_to_dicts(self.history_features)
+        if self.neg_item_feature:
+            config["neg_item_feature"] = features_to_dicts(self.neg_item_feature)
+        config.update(self._config)
+        return config
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> RecallModel:
+        kwargs = dict(config)
+        for key in FEATURE_ARGS:
+            if key in kwargs:
+                kwargs[key] = features_from_dicts(kwargs[key])
+        return cls(**kwargs)
+
+    def save(self, directory: str | os.PathLike[str], *, extra: Mapping[str, Any] | None = None) -> Path:
+        """Write ``model.json`` (name, config) and ``weights.safetensors`` atomically; never pickles."""
+        from safetensors.torch import save_file
+
+        target = Path(directory)
+        tmp = atomic_dir(target)
+        try:
+            tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
+            for name, table in self.item_table().items():
+                tensors[_TABLE_PREFIX + name] = table.detach().to("cpu").contiguous()
+            save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
+            meta = {
+                "format": FORMAT_NAME,
+                "format_version": FORMAT_VERSION,
+                "model": self.registry_name or type(self).__name__.lower(),
+                "class": f"{type(self).__module__}:{type(self).__qualname__}",
+                "zoo_version": __version__,
+                "family": self.family,
+                "config": self.get_config(),
+                "item_tables": list(self._table_names),
+            }
+            if extra:
+                meta.update(extra)
+            (tmp / MODEL_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+            commit_dir(tmp, target)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
+
+    @staticmethod
+    def read_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
+        path = Path(directory) / MODEL_FILE
+        try:
+            meta = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelFileError(f"{path}: not found; is {directory} a model saved by recall-zoo?") from None
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"{path}: unreadable ({exc})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+            raise ModelFileError(f"{path}: not a recall-zoo model file")
+        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+            raise ModelFileError(f"{path}: model format {meta.get('format_version')} is newer than this recall-zoo; upgrade")
+        return meta
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> RecallModel:
+        """Rebuild a model saved by :meth:`save` (called on the right class, see ``zoo.models.load_model``)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        meta = cls.read_meta(directory)
+        model = cls.from_config(meta["config"])
+        path = Path(directory) / WEIGHTS_FILE
+        try:
+            tensors = load_file(str(path), device=str(map_location))
+        except (FileNotFoundError, SafetensorError, OSError) as exc:
+            raise ModelFileError(f"{path}: unreadable weights ({exc}); save the model again") from None
+        tables = {k[len(_TABLE_PREFIX):]: v for k, v in tensors.items() if k.startswith(_TABLE_PREFIX)}
+        state = {k: v for k, v in tensors.items() if not k.startswith(_TABLE_PREFIX)}
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ModelFileError(f"{path}: weights do not fit the saved config ({first})") from None
+        model.to(map_location)
+        for name, table in tables.items():
+            model._set_table(name, table.to(map_location))
+        return model
