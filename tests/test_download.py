@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
-from zoo_cli.commands.data import app
 
 from zoo.data import download as dl
 from zoo.data.download import ARCHIVES, download, extract_archive, get_archive, parse_checksum
 from zoo.data.readers import read_ml1m
 from zoo.errors import DownloadError, UnknownNameError
+from zoo_cli.commands.data import app
 
 RATINGS = b"1::10::5::978300760\n1::20::3::978302109\n2::10::4::978301968\n"
 USERS = b"1::F::1::10::48067\n2::M::56::16::70072\n"

@@ -256,7 +256,7 @@ def test_hnsw_fallback_rows_do_not_depend_on_the_batch() -> None:
     for row in range(0, 40, 3):
         alone_ids, alone_scores = retriever.query(queries[row], 60)
         np.testing.assert_array_equal(ids[row], alone_ids)
-        np.testing.assert_array_equal(scores[row], alone_scores)
+        np.testing.assert_allclose(scores[row], alone_scores, rtol=1e-6, atol=1e-6)  # BLAS shape-dependent
 
 
 def test_hnsw_deterministic_single_thread_build() -> None:

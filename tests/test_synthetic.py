@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from zoo_plugins.synthetic import generator
-from zoo_plugins.synthetic.generator import SyntheticConfig, generate, load, simulate
 
 from zoo.data.interactions import Interactions
 from zoo.errors import UsageError
 from zoo.evaluate import ranking_metrics
+from zoo_plugins.synthetic import generator
+from zoo_plugins.synthetic.generator import SyntheticConfig, generate, load, simulate
 
 SMALL = {"users": 300, "items": 200, "categories": 10, "mean_length": 20}
 

@@ -228,6 +228,7 @@ class PluginManager:
             record.fail(FAILED, f"import of {file} failed: {type(exc).__name__}: {exc}", traceback.format_exc())
             return record
         self._register(module, record)
+        self._collected.clear()
         return record
 
     def register(self, obj: object, name: str | None = None, *, dist: str = "", version: str = "") -> PluginRecord:
@@ -295,8 +296,8 @@ class PluginManager:
     # -- collect ----------------------------------------------------------------------------
     def _impls(self, hook_name: str) -> list[pluggy.HookImpl]:
         caller = getattr(self.pm.hook, hook_name)
-        # pluggy returns them in LIFO order; keep registration order (built-ins first).
-        return list(reversed(caller.get_hookimpls()))
+        # get_hookimpls() is in registration order (built-ins first); pluggy only *calls* them LIFO.
+        return list(caller.get_hookimpls())
 
     def collect(self, kind: str) -> list[Spec]:
         """All specs of ``kind`` ("model", "retriever", "dataset"), each stamped with its provider."""

@@ -55,7 +55,7 @@ class Spec:
     dist: str = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
+        if not isinstance(self.name, str) or not NAME_PATTERN.fullmatch(self.name):
             raise PluginError(
                 f"{self.kind} name {self.name!r} is invalid: use lowercase letters, digits, '-' or '_'"
                 " and start with a letter or digit."

@@ -8,6 +8,7 @@ one-line message and a non-zero exit code.
 from __future__ import annotations
 
 import sys
+import weakref
 from pathlib import Path
 
 import typer
@@ -21,6 +22,18 @@ from zoo_cli.output import stderr
 
 CORE_COMMANDS = ("run", "plugins", "models", "retrievers", "datasets", "doctor", "data", "plugin", "bench", "report")
 
+_WARNED: weakref.WeakSet = weakref.WeakSet()  # registries whose failed plugins were already reported
+
+
+def _warn_plugin_failures() -> None:
+    """One warning line on stderr per failed plugin, once per registry."""
+    registry = state.registry()
+    if registry in _WARNED:
+        return
+    _WARNED.add(registry)
+    for line in registry.manager.warning_lines():
+        stderr.print(line, highlight=False, markup=False)
+
 
 def _version(value: bool) -> None:
     if value:
@@ -33,9 +46,11 @@ def _root(
     plugin: list[Path] = typer.Option([], "--plugin", help="Load a plugin from a local .py file (repeatable)."),
 ) -> None:
     """recall-zoo: train, evaluate and serve recall models; compare model x retriever x device."""
-    registry = state.registry()
-    for line in registry.manager.warning_lines():
-        stderr.print(line, highlight=False, markup=False)
+    paths = [str(p) for p in plugin]
+    if paths and paths != [str(Path(p)) for p in state.plugin_paths()]:
+        # The app was invoked without main() (build_app() in tests): honour --plugin for specs.
+        state.set_plugin_paths(paths)
+    _warn_plugin_failures()
 
 
 def build_app() -> typer.Typer:
@@ -88,7 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     state.set_plugin_paths(_plugin_paths(args))
     app = build_app()
-    app(args=args, prog_name="zoo")
+    try:
+        app(args=args, prog_name="zoo")
+    finally:
+        _warn_plugin_failures()  # `zoo --help` / `zoo --version` exit before the root callback runs
 
 
 

@@ -11,6 +11,11 @@ def set_plugin_paths(paths: list[str]) -> None:
     _PLUGIN_PATHS[:] = list(paths)
 
 
+def plugin_paths() -> list[str]:
+    """The ``--plugin`` paths the registry is built with."""
+    return list(_PLUGIN_PATHS)
+
+
 def registry() -> Registry:
     """The registry every command uses (built once, including ``--plugin`` files)."""
     return default_registry(tuple(_PLUGIN_PATHS))

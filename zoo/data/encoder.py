@@ -7,6 +7,7 @@ encoded exactly as the training data was.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,10 +34,8 @@ class Vocabulary:
     def fit(cls, values: Iterable[Any]) -> Vocabulary:
         series = pd.Series(values)
         uniques = pd.unique(series.dropna())
-        try:
+        with contextlib.suppress(TypeError):  # mixed types: keep first-seen order
             uniques = np.sort(uniques)
-        except TypeError:  # mixed types: keep first-seen order
-            pass
         return cls(pd.Index(uniques))
 
     @property

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from zoo.errors import DataError, UnknownNameError, UsageError
 from zoo.data.interactions import Interactions
+from zoo.errors import DataError, UnknownNameError, UsageError
 
 SPLITS = ("leave_one_out",)
 
@@ -64,11 +64,17 @@ class Protocol:
             raise UsageError("protocol min_user_events must be >= 3 (one event each for train, valid and test)")
 
     def replace(self, **changes: Any) -> Protocol:
-        """A copy with ``changes``; the name becomes ``<name>+custom`` when anything changed."""
+        """A copy with ``changes``; the name becomes ``<name>+custom`` when anything changed (unless a
+        new ``name`` is given). ``None`` values mean "not given" and change nothing."""
+        fields = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - fields)
+        if unknown:
+            raise UsageError(f"protocol has no setting {', '.join(map(repr, unknown))}; settings: {', '.join(sorted(fields))}")
         changes = {k: v for k, v in changes.items() if v is not None and getattr(self, k) != v}
         if not changes:
             return self
-        return dataclasses.replace(self, name=f"{self.name}+custom", **changes)
+        name = changes.pop("name", None) or (self.name if self.name.endswith("+custom") else f"{self.name}+custom")
+        return dataclasses.replace(self, name=name, **changes)
 
     # -- filters ----------------------------------------------------------------------------------
     def filter_events(self, interactions: Interactions) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -29,7 +29,14 @@ from torch import nn
 
 from zoo._version import __version__
 from zoo.errors import ModelFileError, UsageError
-from zoo.features import DenseFeature, Feature, SequenceFeature, SparseFeature, features_from_dicts, features_to_dicts
+from zoo.features import (
+    DenseFeature,
+    Feature,
+    SequenceFeature,
+    SparseFeature,
+    features_from_dicts,
+    features_to_dicts,
+)
 from zoo.io import atomic_dir, commit_dir
 
 Batch = Mapping[str, torch.Tensor]

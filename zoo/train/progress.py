@@ -22,7 +22,14 @@ class RichProgress(Callback):
         self._steps = 0
 
     def on_fit_start(self, trainer: Any, epochs: int, steps_per_epoch: int | None) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self._epochs = epochs
         self._progress = Progress(

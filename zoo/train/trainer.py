@@ -15,7 +15,6 @@ and the best epoch's weights are the ones kept and saved; ``evaluate`` returns A
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
@@ -357,21 +356,21 @@ class MatchTrainer:
 
     @torch.no_grad()
     def evaluate(self, model: RecallModel, data_loader: Iterable[Any]) -> float:
-        """AUC on ``data_loader`` in every mode: labelled rows use their labels; otherwise each positive
-        is scored against its ``neg_items`` (or uniformly sampled negatives)."""
+        """AUC on ``data_loader`` in every mode: rows labelled 0 and 1 use their labels; otherwise (rows
+        that are all positives) each positive is scored against its ``neg_items`` or against uniformly
+        sampled negatives (seeded), never against itself."""
         model.eval()
-        scores: list[torch.Tensor] = []
-        labels: list[torch.Tensor] = []
+        labelled: list[tuple[torch.Tensor, torch.Tensor]] = []  # (scores, labels) of labelled rows
+        pairs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (positive scores, negative scores)
         generator = torch.Generator().manual_seed(self.seed if self.seed is not None else 0)
         for raw in data_loader:
             batch = to_device(to_tensor_batch(raw), self.device)
-            user = model.user_tower(batch)
-            pos_item = self._positive_vectors(batch, batch[model.item_id_feature].long())
-            if "label" in batch:
-                scores.append(model.score(user, pos_item).float().cpu())
-                labels.append(batch["label"].float().cpu().reshape(-1))
-                continue
             pos_ids = batch[model.item_id_feature].long()
+            user = model.user_tower(batch)
+            pos_item = self._positive_vectors(batch, pos_ids)
+            label = batch.get("label")
+            if label is not None:
+                labelled.append((model.score(user, pos_item).float().cpu(), label.float().reshape(-1).cpu()))
             key = model.neg_items_key
             if key in batch:
                 neg_ids = batch[key].long()
@@ -381,12 +380,21 @@ class MatchTrainer:
             query = model.select_interest(user, pos_item)
             neg_scores = (query.unsqueeze(1) * model.item_vectors(neg_ids)).sum(-1)
             keep = neg_ids != pos_ids.unsqueeze(1)
-            scores += [(query * pos_item).sum(-1).float().cpu(), neg_scores[keep].float().cpu()]
-            labels += [torch.ones(pos_ids.shape[0]), torch.zeros(int(keep.sum()))]
+            positive = label.reshape(-1) > 0 if label is not None else torch.ones_like(pos_ids, dtype=torch.bool)
+            pos_scores = (query * pos_item).sum(-1)
+            pairs.append((pos_scores[positive].float().cpu(), neg_scores[positive.unsqueeze(1) & keep].float().cpu()))
         model.train()
-        if not scores:
+        if not pairs:
             raise UsageError("evaluate() got an empty data loader")
-        return auc_score(torch.cat(scores).numpy(), torch.cat(labels).numpy())
+        if labelled:
+            scores, labels = (torch.cat(parts) for parts in zip(*labelled, strict=True))
+            if bool((labels > 0).any()) and bool((labels <= 0).any()):
+                return auc_score(scores.numpy(), labels.numpy())
+        # Positives only (the seed's test_dl, or pair/list-wise data): each positive against negatives.
+        pos, neg = (torch.cat(parts) for parts in zip(*pairs, strict=True))
+        scores = torch.cat([pos, neg]).numpy()
+        labels = torch.cat([torch.ones(pos.shape[0]), torch.zeros(neg.shape[0])]).numpy()
+        return auc_score(scores, labels)
 
     def _ranking_task(self, val: Any) -> RankingTask:
         """Validation as a ranking task: a RankingTask as is, or the positive rows of a seed loader ranked

@@ -1,0 +1,189 @@
+"""MatchTrainer: every mode and negative source trains, early stopping keeps the best weights,
+seeded runs repeat exactly, evaluate returns AUC in every mode, checkpoints are safetensors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from zoo.data.match import MatchData
+from zoo.data.protocol import get_protocol
+from zoo.errors import UsageError
+from zoo.train.callbacks import Callback
+from zoo.train.trainer import CHECKPOINT_FILE, MatchTrainer
+from zoo_plugins.dssm.model import DSSM
+
+
+@pytest.fixture(scope="module")
+def data(tiny_interactions) -> MatchData:
+    return MatchData.from_interactions(tiny_interactions, get_protocol("loo"))
+
+
+def build(data: MatchData, seed: int = 0, temperature: float = 0.1) -> DSSM:
+    torch.manual_seed(seed)
+    model = DSSM.from_schema(data.schema, embed_dim=8, dims=[16, 8], temperature=temperature)
+    model.set_item_table(data.item_table)
+    return model
+
+
+def trainer_for(data: MatchData, mode: int, negatives: str = "auto", **kwargs) -> MatchTrainer:
+    kwargs.setdefault("optimizer_params", {"lr": 0.01})
+    kwargs.setdefault("model_path", None)
+    return MatchTrainer(
+        build(data), mode=mode, negatives=negatives, n_epoch=1, item_counts=data.item_counts, seed=0, verbose=False,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    "mode, negatives",
+    [(0, "uniform"), (0, "popularity"), (1, "uniform"), (1, "popularity"), (2, "inbatch"), (2, "mixed"), (2, "uniform"), (2, "popularity")],
+)
+def test_each_mode_lowers_the_loss_on_a_fixed_batch(data, mode, negatives):
+    trainer = trainer_for(data, mode, negatives)
+    batch = data.batch(data.train_positions[:128])
+    first = None
+    for _ in range(40):
+        loss = trainer.compute_loss(batch)
+        trainer.optimizer.zero_grad()
+        loss.backward()
+        trainer.optimizer.step()
+        first = float(loss.detach()) if first is None else first
+    assert math.isfinite(first)
+    assert float(trainer.compute_loss(batch).detach()) < 0.8 * first
+
+
+def test_hinge_loss_and_batch_negatives_are_used(data):
+    trainer = trainer_for(data, 1, "batch", pairwise_loss="hinge")
+    batch = data.batch(data.train_positions[:64])
+    with pytest.raises(UsageError, match="neg_items"):
+        trainer.compute_loss(batch)
+    batch["neg_items"] = (batch["item_id"] % (data.schema.item_vocab - 2)) + 2
+    assert float(trainer.compute_loss(batch)) >= 0
+
+
+def test_temperature_scales_the_logits(data):
+    """Halving the temperature doubles every logit: BCE on labelled rows shows it exactly."""
+    batch = data.batch(data.train_positions[:32])
+    batch["label"] = (torch.arange(32) % 2).float()
+    losses = []
+    for tau in (1.0, 0.5):
+        trainer = trainer_for(data, 0, "uniform")
+        trainer.model.temperature = tau
+        with torch.no_grad():
+            losses.append(float(trainer.compute_loss(batch)))
+        model = trainer.model
+        score = model.score(model.user_tower(batch), model.item_tower(batch))
+        expected = torch.nn.functional.binary_cross_entropy_with_logits(score / tau, batch["label"])
+        assert losses[-1] == pytest.approx(float(expected), rel=1e-5)
+    assert losses[0] != pytest.approx(losses[1])
+
+
+class Recorder(Callback):
+    def __init__(self) -> None:
+        self.valid: list[float] = []
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self.valid.append(logs["valid"])
+
+
+def test_early_stopping_keeps_and_saves_the_best_epoch(data, tmp_path):
+    recorder = Recorder()
+    # A large learning rate makes the validation metric move around between epochs.
+    trainer = MatchTrainer(
+        build(data), mode=2, optimizer_params={"lr": 0.05}, n_epoch=5, earlystop_patience=2, model_path=tmp_path,
+        item_counts=data.item_counts, seed=0, verbose=False, callbacks=[recorder], valid_metric="recall@10",
+    )
+    history = trainer.fit(data.train_batches(128, seed=0), data.ranking_task("valid"))
+    best = max(recorder.valid)
+    assert trainer.best_score == best
+    assert trainer.best_epoch == recorder.valid.index(best) + 1
+    assert len(history) <= 5
+    # The weights kept are the best epoch's: re-evaluating gives the best score, not the last.
+    assert trainer.evaluate_ranking(data.ranking_task("valid"), ks=(10,))["recall@10"] == pytest.approx(best)
+    # ... and they are what was saved.
+    assert (tmp_path / CHECKPOINT_FILE).is_file()
+    reloaded = build(data, seed=123)
+    MatchTrainer.load_checkpoint(reloaded, tmp_path / CHECKPOINT_FILE)
+    for key, value in trainer.model.state_dict().items():
+        torch.testing.assert_close(reloaded.state_dict()[key], value.cpu())
+
+
+def test_patience_stops_training(data):
+    recorder = Recorder()
+    trainer = MatchTrainer(
+        build(data), mode=2, optimizer_params={"lr": 0.0}, n_epoch=10, earlystop_patience=2, model_path=None,
+        item_counts=data.item_counts, verbose=False, callbacks=[recorder],
+    )
+    trainer.fit(data.train_batches(256), data.ranking_task("valid"))
+    assert len(recorder.valid) == 3  # first epoch sets the best, then two epochs without improvement
+
+
+def test_same_seed_same_result_on_cpu(data):
+    def train_once() -> dict[str, torch.Tensor]:
+        trainer = trainer_for(data, 2, "mixed", num_negatives=8)
+        trainer.n_epoch = 2
+        trainer.fit(data.train_batches(128, seed=3), data.ranking_task("valid"))
+        return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+    first, second = train_once(), train_once()
+    for key in first:
+        torch.testing.assert_close(first[key], second[key], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2])
+def test_evaluate_returns_auc_in_every_mode(data, mode):
+    trainer = trainer_for(data, mode)
+    trainer.n_epoch = 2
+    trainer.fit(data.train_batches(64, seed=0))
+    test = data.batch(data.test_positions)
+    labelled = dict(test)
+    labelled["label"] = torch.ones(test["item_id"].shape[0])
+    auc_positive_only = trainer.evaluate(trainer.model, [labelled])
+    mixed = {k: torch.cat([v, v]) for k, v in test.items()}
+    mixed["item_id"] = torch.cat([test["item_id"], (test["item_id"] * 7) % (data.schema.item_vocab - 2) + 2])
+    mixed["label"] = torch.cat([torch.ones(test["item_id"].shape[0]), torch.zeros(test["item_id"].shape[0])])
+    auc_labelled = trainer.evaluate(trainer.model, [mixed])
+    with_negatives = dict(test, neg_items=torch.randint(2, data.schema.item_vocab, (test["item_id"].shape[0], 5)))
+    auc_negatives = trainer.evaluate(trainer.model, [with_negatives])
+    for auc in (auc_positive_only, auc_labelled, auc_negatives):
+        assert 0.5 < auc <= 1.0
+
+
+def test_inference_embedding_loads_the_checkpoint(data, tmp_path):
+    trainer = trainer_for(data, 2, model_path=tmp_path)
+    trainer.fit(data.train_batches(128, seed=0))
+    users = data.batch(data.test_positions)
+    expected = trainer.inference_embedding(trainer.model, "user", [users])
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.add_(0.5)
+    assert not torch.allclose(trainer.inference_embedding(trainer.model, "user", [users]), expected)
+    restored = trainer.inference_embedding(trainer.model, "user", [users], model_path=tmp_path)
+    torch.testing.assert_close(restored, expected)
+    items = trainer.inference_embedding(trainer.model, "item", [data.item_features(data.catalogue)])
+    assert items.shape == (data.catalogue.shape[0], 8)
+
+
+def test_argument_errors(data):
+    model = build(data)
+    with pytest.raises(UsageError, match="mode"):
+        MatchTrainer(model, mode=3, verbose=False)
+    with pytest.raises(UsageError, match="list-wise"):
+        MatchTrainer(model, mode=0, negatives="inbatch", verbose=False)
+    with pytest.raises(UsageError, match="valid_metric"):
+        MatchTrainer(model, mode=2, valid_metric="auc", verbose=False)
+    with pytest.raises(UsageError, match="regularization_params"):
+        MatchTrainer(model, mode=2, regularization_params={"l2": 1.0}, verbose=False)
+    with pytest.raises(UsageError, match="device"):
+        MatchTrainer(model, mode=2, device="tpu", verbose=False)
+
+
+def test_regularization_adds_the_l2_penalties(data):
+    trainer = trainer_for(data, 2, regularization_params={"embedding_l2": 1e-3, "dense_l2": 1e-2})
+    embeddings, dense = trainer.model.regularization_groups()
+    expected = 1e-3 * sum(float(p.pow(2).sum()) for p in embeddings) + 1e-2 * sum(float(p.pow(2).sum()) for p in dense)
+    assert float(trainer._regularization()) == pytest.approx(expected, rel=1e-5)
+    assert embeddings and dense
