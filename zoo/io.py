@@ -61,3 +61,29 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_json_header(path: Path, *, format_name: str, format_version: int, what: str) -> dict[str, Any]:
+    """Read a recall-zoo JSON header (``model.json``, ``index.json``) and check its format and version.
+
+    Raises ModelFileError with a one-line reason when the file is missing, unreadable, of another
+    format, or written by a newer recall-zoo.
+    """
+    from zoo.errors import ModelFileError
+
+    path = Path(path)
+    try:
+        header = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: not found; is {path.parent} {what} saved by recall-zoo?") from None
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"{path}: unreadable ({exc}); save it again") from None
+    if not isinstance(header, dict) or header.get("format") != format_name:
+        raise ModelFileError(f"{path}: not {what} saved by recall-zoo")
+    try:
+        version = int(header.get("format_version", 0))
+    except (TypeError, ValueError):
+        raise ModelFileError(f"{path}: format_version {header.get('format_version')!r} is not a number") from None
+    if version > format_version:
+        raise ModelFileError(f"{path}: format {version} is newer than this recall-zoo reads; upgrade recall-zoo")
+    return header

@@ -119,6 +119,7 @@ def run(config: RunConfig, *, registry: Registry | None = None, progress: Progre
     import numpy as np
     import torch
 
+    from zoo.data.locate import resolve_data_path
     from zoo.data.match import MatchData
     from zoo.data.protocol import get_protocol
     from zoo.device import device_info, resolve_device
@@ -152,10 +153,11 @@ def run(config: RunConfig, *, registry: Registry | None = None, progress: Progre
         raise UsageError(f"--param mode={mode}: model '{model_spec.name}' trains in modes {list(model_spec.train_modes)}")
     model_cls = model_spec.load()
     retriever = registry.create_retriever(retriever_spec.qualified_name, metric=config.metric, **config.retriever_params)
+    data_path = resolve_data_path(dataset_spec, config.data_path) if dataset_spec.needs_path else config.data_path
 
     progress.stage("load", dataset_spec.name)
     started = time.perf_counter()
-    interactions = registry.load_dataset(dataset_spec.qualified_name, config.data_path, **config.dataset_options)
+    interactions = registry.load_dataset(dataset_spec.qualified_name, data_path, **config.dataset_options)
     timings["load_s"] = time.perf_counter() - started
 
     progress.stage("prepare", protocol.name)

@@ -123,32 +123,22 @@ class Protocol:
 
 
 def _k_core(events: pd.DataFrame, user_core: int, item_core: int) -> tuple[pd.DataFrame, int]:
-    """Iteratively drop users with < user_core and items with < item_core events."""
-    rounds = 0
-    users = events["user_id"].to_numpy()
-    items = events["item_id"].to_numpy()
+    """Iteratively drop users with < user_core and items with < item_core events (until stable)."""
+    columns = [(events["user_id"].to_numpy(), user_core), (events["item_id"].to_numpy(), item_core)]
     keep = np.ones(len(events), dtype=bool)
-    while True:
+    rounds = 0
+    changed = True
+    while changed and keep.any():
         rounds += 1
         changed = False
-        if user_core:
-            codes, inverse = np.unique(users[keep], return_inverse=True)
-            counts = np.bincount(inverse, minlength=len(codes))
-            drop = counts[inverse] < user_core
+        for values, core in columns:
+            if not core:
+                continue
+            _, inverse, counts = np.unique(values[keep], return_inverse=True, return_counts=True)
+            drop = counts[inverse] < core
             if drop.any():
-                idx = np.flatnonzero(keep)
-                keep[idx[drop]] = False
+                keep[np.flatnonzero(keep)[drop]] = False
                 changed = True
-        if item_core:
-            codes, inverse = np.unique(items[keep], return_inverse=True)
-            counts = np.bincount(inverse, minlength=len(codes))
-            drop = counts[inverse] < item_core
-            if drop.any():
-                idx = np.flatnonzero(keep)
-                keep[idx[drop]] = False
-                changed = True
-        if not changed or not keep.any():
-            break
     return events[keep], rounds
 
 

@@ -180,6 +180,15 @@ def _year_from_title(titles: pd.Series) -> pd.Series:
     return pd.to_numeric(titles.str.extract(_YEAR_IN_TITLE, expand=False), errors="coerce").astype("Int64")
 
 
+def _movie_table(item_ids: pd.Series, genres: pd.Series, titles: pd.Series, where: _Where) -> pd.DataFrame:
+    """The item side table every MovieLens layout shares: id, '|'-joined genres, year from the title
+    (titles themselves kept in ``attrs["titles"]``, out of the features)."""
+    movies = pd.DataFrame({"item_id": item_ids, "genres": genres, "year": _year_from_title(titles)})
+    movies = _unique_side(movies, "item_id", where)
+    movies.attrs["titles"] = dict(zip(movies["item_id"].tolist(), titles.tolist(), strict=True))
+    return movies
+
+
 def _movielens_name(folder: Path, fallback: str) -> str:
     """``ml-1m`` -> ``movielens-1m``; any folder not named ``ml-*`` gets ``fallback``."""
     stem = folder.name.lower()
@@ -289,17 +298,7 @@ def _ml1m_movies(path: Path) -> pd.DataFrame:
     if unmatched.any():
         row, _ = _first_bad(unmatched, parts[0])
         raise DataError(f"{where.at(row)}: not in the MovieID::Title::Genres layout; fix or remove that line")
-    titles = parts[1].str.strip()
-    movies = pd.DataFrame(
-        {
-            "item_id": _require_int(parts[0], "MovieID", where),
-            "genres": parts[2],
-            "year": _year_from_title(titles),
-        }
-    )
-    movies = _unique_side(movies, "item_id", where)
-    movies.attrs["titles"] = dict(zip(movies["item_id"].tolist(), titles.tolist(), strict=True))
-    return movies
+    return _movie_table(_require_int(parts[0], "MovieID", where), parts[2], parts[1].str.strip(), where)
 
 
 def read_ml1m(folder: PathLike) -> Interactions:
@@ -436,17 +435,8 @@ def _ml100k_items(path: Path, genre_names: Sequence[str]) -> pd.DataFrame:
     layout = f"movie id|title|release date|video release date|IMDb URL|{n_genres} genre flags"
     raw = _read_separated(path, "|", 5 + n_genres, layout, encoding="latin-1", text=(1, 2, 3, 4))
     where = _Where(path)
-    titles = raw[1].fillna("").str.strip()
-    items = pd.DataFrame(
-        {
-            "item_id": _require_int(raw[0], "movie id", where),
-            "genres": _join_flags(raw[list(range(5, 5 + n_genres))], genre_names, where),
-            "year": _year_from_title(titles),
-        }
-    )
-    items = _unique_side(items, "item_id", where)
-    items.attrs["titles"] = dict(zip(items["item_id"].tolist(), titles.tolist(), strict=True))
-    return items
+    genres = _join_flags(raw[list(range(5, 5 + n_genres))], genre_names, where)
+    return _movie_table(_require_int(raw[0], "movie id", where), genres, raw[1].fillna("").str.strip(), where)
 
 
 def read_ml100k(folder: PathLike) -> Interactions:
@@ -516,18 +506,9 @@ def _movies_csv(path: Path) -> pd.DataFrame:
     _require_columns(path, _csv_header(path, ",", what), wanted)
     raw = _read_csv(path, what, dtype={"title": "str", "genres": "str"}, **_ONLY_EMPTY_IS_MISSING)
     where = _Where(path, first_line=2)
-    titles = raw["title"].fillna("").str.strip()
     genres = raw["genres"].fillna("")
-    movies = pd.DataFrame(
-        {
-            "item_id": _require_int(raw["movieId"], "movieId", where),
-            "genres": genres.where(genres != NO_GENRES, ""),
-            "year": _year_from_title(titles),
-        }
-    )
-    movies = _unique_side(movies, "item_id", where)
-    movies.attrs["titles"] = dict(zip(movies["item_id"].tolist(), titles.tolist(), strict=True))
-    return movies
+    genres = genres.where(genres != NO_GENRES, "")
+    return _movie_table(_require_int(raw["movieId"], "movieId", where), genres, raw["title"].fillna("").str.strip(), where)
 
 
 def read_ratings_csv(folder_or_file: PathLike) -> Interactions:

@@ -37,7 +37,7 @@ from zoo.features import (
     features_from_dicts,
     features_to_dicts,
 )
-from zoo.io import atomic_dir, commit_dir
+from zoo.io import atomic_dir, commit_dir, read_json_header
 
 Batch = Mapping[str, torch.Tensor]
 
@@ -304,18 +304,10 @@ class RecallModel(nn.Module):
 
     @staticmethod
     def read_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
-        path = Path(directory) / MODEL_FILE
-        try:
-            meta = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ModelFileError(f"{path}: not found; is {directory} a model saved by recall-zoo?") from None
-        except (OSError, ValueError) as exc:
-            raise ModelFileError(f"{path}: unreadable ({exc})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-            raise ModelFileError(f"{path}: not a recall-zoo model file")
-        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-            raise ModelFileError(f"{path}: model format {meta.get('format_version')} is newer than this recall-zoo; upgrade")
-        return meta
+        """The saved model's ``model.json`` (name, config), checked for format and version."""
+        return read_json_header(
+            Path(directory) / MODEL_FILE, format_name=FORMAT_NAME, format_version=FORMAT_VERSION, what="a model"
+        )
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> RecallModel:

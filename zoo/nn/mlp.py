@@ -65,7 +65,12 @@ class MLP(nn.Module):
         layers: list[nn.Module] = []
         previous = int(input_dim)
         for i, dim in enumerate(dims):
-            layers.append(nn.Linear(previous, dim))
+            linear = nn.Linear(previous, dim)
+            # Zero biases: with small input embeddings, random biases dominate the output and every
+            # input maps to nearly the same (normalised) vector, a collapse point-wise training rarely
+            # escapes. Without them the output direction is a function of the input alone.
+            nn.init.zeros_(linear.bias)
+            layers.append(linear)
             if i < len(dims) - 1:
                 if batch_norm:
                     layers.append(nn.BatchNorm1d(dim))

@@ -28,7 +28,7 @@ import numpy as np
 
 from zoo._version import __version__
 from zoo.errors import ModelFileError, UsageError
-from zoo.io import atomic_dir, commit_dir
+from zoo.io import atomic_dir, commit_dir, read_json_header
 from zoo.io import sha256_file as _sha256
 
 HEADER_FILE = "index.json"
@@ -223,18 +223,10 @@ class Retriever(ABC):
 
     @classmethod
     def read_header(cls, directory: str | os.PathLike[str]) -> dict[str, Any]:
-        path = Path(directory) / HEADER_FILE
-        try:
-            header = json.loads(path.read_text())
-        except FileNotFoundError as exc:
-            raise ModelFileError(f"{path}: no index header; is {directory} an index saved by recall-zoo?") from exc
-        except (OSError, ValueError) as exc:
-            raise ModelFileError(f"{path}: unreadable index header ({exc}); save the index again") from exc
-        if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
-            raise ModelFileError(f"{path}: not a recall-zoo index header")
-        if header.get("format_version", 0) > FORMAT_VERSION:
-            raise ModelFileError(f"{path}: index format {header.get('format_version')} is newer than this recall-zoo; upgrade")
-        return header
+        """The index's ``index.json`` header, checked for format and version."""
+        return read_json_header(
+            Path(directory) / HEADER_FILE, format_name=FORMAT_NAME, format_version=FORMAT_VERSION, what="an index"
+        )
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> Retriever:
