@@ -98,6 +98,16 @@ def test_unmasked_protocol_is_recorded_and_used(tmp_path):
     assert masked.metrics["exact"]["hitrate@50"] >= unmasked.metrics["exact"]["hitrate@50"]
 
 
+def test_protocol_overrides_filter_the_data(tmp_path):
+    report = run(small_config(tmp_path, save=False, protocol_overrides={"min_rating": 4, "user_core": 5}))
+    card = report.protocol
+    assert card["protocol"] == "loo+custom"
+    assert card["filters"]["min_rating"] == 4 and card["filters"]["user_core"] == 5
+    assert card["removed"]["below_min_rating"] > 0
+    with pytest.raises(UsageError, match="protocol"):
+        run(small_config(tmp_path, save=False, protocol_overrides={"no_such": 1}))
+
+
 def test_run_finished_hook_receives_the_report(tmp_path):
     seen = []
 
@@ -142,7 +152,10 @@ def test_param_parsing():
     assert parse_param_value("128,64") == [128, 64]
     assert parse_param_value("true") is True
     assert parse_param_value("inbatch") == "inbatch"
-    model, retriever, data = parse_params(["temperature=0.1", "retriever.ef=128", "data.users=50", "model.dims=32,16"])
+    model, retriever, data, protocol = parse_params(
+        ["temperature=0.1", "retriever.ef=128", "data.users=50", "model.dims=32,16", "protocol.min_rating=4"]
+    )
     assert model == {"temperature": 0.1, "dims": [32, 16]} and retriever == {"ef": 128} and data == {"users": 50}
+    assert protocol == {"min_rating": 4}
     with pytest.raises(UsageError, match="key=value"):
         parse_params(["temperature"])

@@ -61,6 +61,7 @@ class RunConfig:
     params: dict[str, Any] = field(default_factory=dict)
     retriever_params: dict[str, Any] = field(default_factory=dict)
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    protocol_overrides: dict[str, Any] = field(default_factory=dict)
     ks: tuple[int, ...] = (10, 50)
     metric: str = "ip"
     out: str | None = None
@@ -142,7 +143,7 @@ def run(config: RunConfig, *, registry: Registry | None = None, progress: Progre
     dataset_spec = registry.dataset(config.dataset)
     device = resolve_device(config.device)
     protocol = get_protocol(config.protocol or dataset_spec.default_protocol)
-    protocol = protocol.replace(mask_seen=config.mask_seen)
+    protocol = protocol.replace(mask_seen=config.mask_seen, **config.protocol_overrides)
     params = dict(config.params)
     for key, value in (("epochs", config.epochs), ("batch_size", config.batch_size), ("lr", config.lr)):
         if value is not None:
@@ -308,26 +309,29 @@ def parse_param_value(text: str) -> Any:
     return text
 
 
-def parse_params(items: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Parse ``key=value`` strings into (model/trainer params, retriever params, dataset options).
+def parse_params(items: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Parse ``key=value`` strings into (model/trainer params, retriever params, dataset options,
+    protocol overrides).
 
-    ``retriever.KEY=V`` goes to the retriever, ``data.KEY=V`` to the dataset, the rest to the model.
+    ``retriever.KEY=V`` goes to the retriever, ``data.KEY=V`` to the dataset, ``protocol.KEY=V`` to the
+    protocol (``min_rating``, ``user_core``, ``item_core``, ``history_len``), the rest to the model.
     """
     model: dict[str, Any] = {}
     retriever: dict[str, Any] = {}
     dataset: dict[str, Any] = {}
+    protocol: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
             raise UsageError(f"--param {item!r} must look like key=value (e.g. temperature=0.05, retriever.ef=128)")
         target = model
-        for prefix, bucket in (("retriever.", retriever), ("data.", dataset), ("model.", model)):
+        for prefix, bucket in (("retriever.", retriever), ("data.", dataset), ("protocol.", protocol), ("model.", model)):
             if key.startswith(prefix):
                 key, target = key[len(prefix):], bucket
                 break
         target[key] = parse_param_value(value.strip())
-    return model, retriever, dataset
+    return model, retriever, dataset, protocol
 
 
 def environment_summary() -> dict[str, Any]:

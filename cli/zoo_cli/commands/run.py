@@ -54,7 +54,7 @@ def run(
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Maximum epochs (default: the model's preset)."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Training batch size."),
     lr: float | None = typer.Option(None, "--lr", min=0.0, help="Learning rate."),
-    param: list[str] = typer.Option([], "--param", "-p", help="key=value; 'retriever.KEY=V' and 'data.KEY=V' go there."),
+    param: list[str] = typer.Option([], "--param", "-p", help="key=value; 'retriever.KEY=V', 'data.KEY=V', 'protocol.KEY=V' go there."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same result on CPU)."),
     k: str = typer.Option("10,50", "--k", help="Cut-offs for the metrics, comma-separated."),
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<time>-<model>-<retriever>-<dataset>)."),
@@ -67,7 +67,7 @@ def run(
 
     if output_format not in FORMATS:
         raise UsageError(f"--format {output_format!r} must be one of {', '.join(FORMATS)}")
-    model_params, retriever_params, dataset_options = parse_params(param)
+    model_params, retriever_params, dataset_options, protocol_overrides = parse_params(param)
     config = RunConfig(
         model=model,
         retriever=retriever,
@@ -83,6 +83,7 @@ def run(
         params=model_params,
         retriever_params=retriever_params,
         dataset_options=dataset_options,
+        protocol_overrides=protocol_overrides,
         ks=_parse_ks(k),
         out=str(out) if out is not None else None,
     )
@@ -95,6 +96,10 @@ def run(
     render_summary(report)
 
 
+def _masking(card: dict[str, Any]) -> str:
+    return "seen items not masked" if str(card.get("masking", "")).startswith("none") else "seen items masked"
+
+
 def render_summary(report: Any) -> None:
     """The human summary of a run: metrics table, retriever recall, timings, where it was written."""
     cfg = report.config
@@ -103,7 +108,7 @@ def render_summary(report: Any) -> None:
     retr = report.retriever
     stdout.print(
         f"[bold]{cfg['model']}[/] x [bold]{retr['name']}[/] on [bold]{data['dataset']}[/]: protocol {card['protocol']}"
-        f" ({data['users']} users, {data['items']} items, {card['masking'].split(':')[0]}), device {report.device['device']}",
+        f" ({data['users']} users, {data['items']} items, {_masking(card)}), device {report.device['device']}",
         highlight=False,
     )
     columns = {"exact": "exact", "retriever": retr["name"], "popularity": "popularity"}

@@ -16,7 +16,8 @@ def zoo_register_models():
             defaults={
                 "mode": 2,
                 "negatives": "inbatch",
-                "epochs": 10,
+                "epochs": 20,
+                "patience": 3,
                 "batch_size": 512,
                 "lr": 0.001,
                 "temperature": 0.05,
