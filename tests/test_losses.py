@@ -278,3 +278,28 @@ def test_gradients_finite_with_masks():
             # nothing to contrast with: zero loss, zero gradient, and extra ids equal to the positive masked
             assert loss.item() == pytest.approx(0.0, abs=1e-6)
             assert (extra.grad == 0).all()
+
+
+def test_bpr_max_matches_a_slow_reference():
+    import math
+
+    from zoo.train.losses import bpr_max_loss
+
+    generator = torch.Generator().manual_seed(5)
+    pos = torch.randn(6, generator=generator, dtype=torch.float64)
+    neg = torch.randn(6, 4, generator=generator, dtype=torch.float64)
+    mask = torch.zeros(6, 4, dtype=torch.bool)
+    mask[0, 1] = True
+    mask[2, :] = True  # a row with no negative left contributes nothing
+    total, rows = 0.0, 0
+    for i in range(6):
+        kept = [j for j in range(4) if not mask[i, j]]
+        if not kept:
+            continue
+        exps = [math.exp(float(neg[i, j])) for j in kept]
+        weights = [e / sum(exps) for e in exps]
+        ranking = sum(w / (1 + math.exp(-(float(pos[i]) - float(neg[i, j])))) for w, j in zip(weights, kept, strict=True))
+        penalty = sum(w * float(neg[i, j]) ** 2 for w, j in zip(weights, kept, strict=True))
+        total += -math.log(ranking) + 0.5 * penalty
+        rows += 1
+    assert float(bpr_max_loss(pos, neg, mask, reg=0.5)) == pytest.approx(total / rows, rel=1e-9)

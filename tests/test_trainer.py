@@ -11,6 +11,7 @@ import torch
 from zoo.data.match import MatchData
 from zoo.data.protocol import get_protocol
 from zoo.errors import UsageError
+from zoo.train import losses as losses_module
 from zoo.train.callbacks import Callback
 from zoo.train.trainer import CHECKPOINT_FILE, MatchTrainer
 from zoo_plugins.dssm.model import DSSM
@@ -39,10 +40,11 @@ def trainer_for(data: MatchData, mode: int, negatives: str = "auto", **kwargs) -
 
 @pytest.mark.parametrize(
     "mode, negatives",
-    [(0, "uniform"), (0, "popularity"), (1, "uniform"), (1, "popularity"), (2, "inbatch"), (2, "mixed"), (2, "uniform"), (2, "popularity")],
+    [(0, "uniform"), (0, "popularity"), (0, "shared"), (1, "uniform"), (1, "popularity"), (1, "shared"),
+     (2, "inbatch"), (2, "mixed"), (2, "uniform"), (2, "popularity"), (2, "shared"), (2, "full")],
 )
 def test_each_mode_lowers_the_loss_on_a_fixed_batch(data, mode, negatives):
-    trainer = trainer_for(data, mode, negatives)
+    trainer = trainer_for(data, mode, negatives, num_negatives=16)
     batch = data.batch(data.train_positions[:128])
     first = None
     for _ in range(40):
@@ -62,6 +64,45 @@ def test_hinge_loss_and_batch_negatives_are_used(data):
         trainer.compute_loss(batch)
     batch["neg_items"] = (batch["item_id"] % (data.schema.item_vocab - 2)) + 2
     assert float(trainer.compute_loss(batch)) >= 0
+
+
+def test_bpr_max_trains(data):
+    trainer = trainer_for(data, 1, "shared", pairwise_loss="bpr-max", num_negatives=32)
+    batch = data.batch(data.train_positions[:128])
+    first = float(trainer.compute_loss(batch).detach())
+    for _ in range(40):
+        loss = trainer.compute_loss(batch)
+        trainer.optimizer.zero_grad()
+        loss.backward()
+        trainer.optimizer.step()
+    assert float(trainer.compute_loss(batch).detach()) < first
+
+
+def test_full_softmax_equals_cross_entropy_over_the_catalogue(data):
+    trainer = trainer_for(data, 2, "full")
+    batch = data.batch(data.train_positions[:16])
+    model = trainer.model
+    with torch.no_grad():
+        user = model.user_tower(batch)
+        items = model.item_vectors(torch.arange(2, data.schema.item_vocab))
+        expected = torch.nn.functional.cross_entropy(user @ items.T / model.temperature, batch["item_id"] - 2)
+        assert float(trainer.compute_loss(batch)) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_shared_negatives_are_shared_and_never_the_positive(data, monkeypatch):
+    trainer = trainer_for(data, 2, "shared", num_negatives=8)
+    batch = data.batch(data.train_positions[:32])
+    seen = {}
+    original = losses_module.softmax_loss
+
+    def spy(pos_logits, neg_logits, neg_mask=None):
+        seen["neg"], seen["mask"] = neg_logits, neg_mask
+        return original(pos_logits, neg_logits, neg_mask)
+
+    monkeypatch.setattr(losses_module, "softmax_loss", spy)
+    trainer.compute_loss(batch)
+    assert seen["neg"].shape == (32, 8)
+    assert seen["mask"].shape == (32, 8)
 
 
 def test_temperature_scales_the_logits(data):

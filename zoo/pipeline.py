@@ -35,6 +35,7 @@ TRAINER_KEYS = {
     "valid_metric": str,
     "pairwise_loss": str,
     "margin": float,
+    "bpr_max_reg": float,
     "popularity_alpha": float,
     "logq_correction": bool,
     "grad_clip": float,
@@ -114,32 +115,87 @@ def default_run_dir(config: RunConfig) -> Path:
     return Path("runs") / f"{stamp}-{config.model}-{config.retriever}-{config.dataset}"
 
 
-def run(config: RunConfig, *, registry: Registry | None = None, progress: Progress | None = None) -> RunReport:
-    """Train ``config.model`` on ``config.dataset``, evaluate it exactly and through ``config.retriever``,
-    write the run directory and return the report."""
+@dataclass
+class TrainedModel:
+    """A model trained by :func:`train_model`, with everything needed to evaluate or serve it."""
+
+    config: RunConfig
+    model_spec: Any
+    dataset_spec: Any
+    data: Any  # MatchData
+    model: Any  # RecallModel
+    trainer: Any  # MatchTrainer
+    history: list[dict[str, Any]]
+    device: Any
+    trainer_cfg: dict[str, Any]
+    model_cfg: dict[str, Any]
+    dataset_stats: dict[str, Any]
+    timings: dict[str, float]
+
+    @property
+    def samples_per_s(self) -> float:
+        samples = int(self.data.train_sample_count(self.model))
+        return len(self.history) * samples / max(self.timings["train_s"], 1e-9)
+
+    def training_summary(self) -> dict[str, Any]:
+        return {
+            "mode": int(self.trainer_cfg["mode"]),
+            "negatives": self.trainer.negatives,
+            "epochs_run": len(self.history),
+            "best_epoch": self.trainer.best_epoch,
+            "best_valid": self.trainer.best_score,
+            "valid_metric": self.trainer.valid_metric,
+            "history": self.history,
+            "samples_per_s": self.samples_per_s,
+            "parameters": int(sum(p.numel() for p in self.model.parameters())),
+        }
+
+
+@dataclass
+class TestEmbeddings:
+    """The test ranking task with its user and item vectors and the exact top-K (ground truth)."""
+
+    task: Any  # RankingTask
+    user_vectors: Any  # torch.Tensor [U, D] or [U, K, D]
+    item_vectors: Any  # torch.Tensor [N, D]
+    exact_top: Any  # np.ndarray [U, max_k] item ids
+    timings: dict[str, float]
+
+    @property
+    def catalogue(self) -> Any:
+        return self.task.catalogue.numpy()
+
+    def exclude_ids(self) -> tuple[Any, Any] | None:
+        """The task's exclusion CSR with item ids (what a retriever returns) instead of catalogue rows."""
+        if self.task.exclude is None:
+            return None
+        indptr, rows = (t.numpy() for t in self.task.exclude)
+        return indptr, self.catalogue[rows]
+
+
+def _resolve_ks(ks: Iterable[int]) -> tuple[int, ...]:
+    out = tuple(sorted(set(int(k) for k in ks)))
+    if not out or out[0] < 1:
+        raise UsageError(f"--k values must be positive integers, got {tuple(ks)}")
+    return out
+
+
+def train_model(config: RunConfig, *, registry: Registry | None = None, progress: Progress | None = None) -> TrainedModel:
+    """Resolve names, load and prepare the dataset, build the model from its preset and train it."""
     import numpy as np
     import torch
 
     from zoo.data.locate import resolve_data_path
     from zoo.data.match import MatchData
     from zoo.data.protocol import get_protocol
-    from zoo.device import device_info, resolve_device
-    from zoo.evaluate import ann_recall, ranking_metrics, topk_items
-    from zoo.retrieval.filtering import query_excluding
-    from zoo.train.inference import embed_items, embed_users
+    from zoo.device import resolve_device
     from zoo.train.trainer import MatchTrainer
 
     registry = registry or default_registry()
     progress = progress or Progress()
     timings: dict[str, float] = {}
-    ks = tuple(sorted(set(int(k) for k in config.ks)))
-    if not ks or ks[0] < 1:
-        raise UsageError(f"--k values must be positive integers, got {config.ks}")
-    max_k = ks[-1]
-
     # Resolve every name first: a typo fails in a second, not after training.
     model_spec = registry.model(config.model)
-    retriever_spec = registry.retriever(config.retriever)
     dataset_spec = registry.dataset(config.dataset)
     device = resolve_device(config.device)
     protocol = get_protocol(config.protocol or dataset_spec.default_protocol)
@@ -153,7 +209,6 @@ def run(config: RunConfig, *, registry: Registry | None = None, progress: Progre
     if mode not in model_spec.train_modes:
         raise UsageError(f"--param mode={mode}: model '{model_spec.name}' trains in modes {list(model_spec.train_modes)}")
     model_cls = model_spec.load()
-    retriever = registry.create_retriever(retriever_spec.qualified_name, metric=config.metric, **config.retriever_params)
     data_path = resolve_data_path(dataset_spec, config.data_path) if dataset_spec.needs_path else config.data_path
 
     progress.stage("load", dataset_spec.name)
@@ -173,6 +228,7 @@ def run(config: RunConfig, *, registry: Registry | None = None, progress: Progre
     except TypeError as exc:
         raise UsageError(f"model '{model_spec.name}': {exc}; check the --param names (zoo models --json lists them)") from None
     model.set_item_table(data.item_table)
+    max_k = max(config.ks)
     trainer = MatchTrainer(
         model,
         mode=mode,
@@ -186,6 +242,7 @@ def run(config: RunConfig, *, registry: Registry | None = None, progress: Progre
         num_negatives=trainer_cfg.get("num_negatives"),
         pairwise_loss=str(trainer_cfg.get("pairwise_loss", "bpr")),
         margin=float(trainer_cfg.get("margin", 1.0)),
+        bpr_max_reg=float(trainer_cfg.get("bpr_max_reg", 1.0)),
         item_counts=data.item_counts,
         popularity_alpha=float(trainer_cfg.get("popularity_alpha", 0.75)),
         logq_correction=bool(trainer_cfg.get("logq_correction", True)),
@@ -197,78 +254,126 @@ def run(config: RunConfig, *, registry: Registry | None = None, progress: Progre
     )
     progress.stage("train", f"{model_spec.name} on {device}")
     started = time.perf_counter()
-    history = trainer.fit(data.train_batches(int(trainer_cfg["batch_size"]), seed=config.seed), data.ranking_task("valid"))
+    batches = data.training_batches(model, int(trainer_cfg["batch_size"]), seed=config.seed)
+    history = trainer.fit(batches, data.ranking_task("valid"))
     timings["train_s"] = time.perf_counter() - started
-    epochs_run = len(history)
-    samples_per_s = epochs_run * int(data.train_positions.shape[0]) / max(timings["train_s"], 1e-9)
+    return TrainedModel(
+        config=config, model_spec=model_spec, dataset_spec=dataset_spec, data=data, model=model, trainer=trainer,
+        history=history, device=device, trainer_cfg=trainer_cfg, model_cfg=model_cfg,
+        dataset_stats={"dataset": dataset_spec.name, **interactions.stats()}, timings=timings,
+    )
 
-    progress.stage("evaluate", "exact full ranking")
-    task = data.ranking_task("test")
+
+def embed_test(trained: TrainedModel, ks: Iterable[int]) -> TestEmbeddings:
+    """User vectors of the test task, item vectors of the catalogue, and the exact top-max(ks)."""
+    import numpy as np
+
+    from zoo.evaluate import topk_items
+    from zoo.train.inference import embed_items, embed_users
+
+    timings: dict[str, float] = {}
+    task = trained.data.ranking_task("test")
+    device = trained.device
     started = time.perf_counter()
-    user_vectors = embed_users(model, task.users, device)
-    item_vectors = embed_items(model, task.catalogue, device)
+    user_vectors = embed_users(trained.model, task.users, device)
+    item_vectors = embed_items(trained.model, task.catalogue, device)
     timings["embed_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    rows, _ = topk_items(user_vectors.to(device), item_vectors.to(device), max_k, exclude=task.exclude, device=device)
+    rows, _ = topk_items(user_vectors.to(device), item_vectors.to(device), max(ks), exclude=task.exclude, device=device)
     timings["exact_search_s"] = time.perf_counter() - started
     catalogue = task.catalogue.numpy()
     rows = rows.numpy()
     exact_top = np.where(rows >= 0, catalogue[rows.clip(min=0)], -1)
-    metrics = {"exact": ranking_metrics(exact_top, task.targets, ks=ks)}
-    popularity = data.item_counts[task.catalogue].float().unsqueeze(1)
-    pop_rows, _ = topk_items(torch.ones(task.num_users, 1), popularity, max_k, exclude=task.exclude)
-    pop_rows = pop_rows.numpy()
-    metrics["popularity"] = ranking_metrics(np.where(pop_rows >= 0, catalogue[pop_rows.clip(min=0)], -1), task.targets, ks=ks)
+    return TestEmbeddings(task=task, user_vectors=user_vectors, item_vectors=item_vectors, exact_top=exact_top, timings=timings)
 
-    progress.stage("index", f"{retriever_spec.name} over {len(catalogue)} items")
+
+def popularity_metrics(trained: TrainedModel, test: TestEmbeddings, ks: tuple[int, ...]) -> dict[str, float]:
+    """The popularity baseline under the same protocol (same masking, same candidates)."""
+    import numpy as np
+    import torch
+
+    from zoo.evaluate import ranking_metrics, topk_items
+
+    task = test.task
+    popularity = trained.data.item_counts[task.catalogue].float().unsqueeze(1)
+    rows, _ = topk_items(torch.ones(task.num_users, 1), popularity, max(ks), exclude=task.exclude)
+    rows = rows.numpy()
+    return ranking_metrics(np.where(rows >= 0, test.catalogue[rows.clip(min=0)], -1), task.targets, ks=ks)
+
+
+def evaluate_retriever(retriever: Any, test: TestEmbeddings, ks: tuple[int, ...]) -> dict[str, Any]:
+    """Query a fitted retriever for every test user (seen items excluded when the protocol masks) and
+    score it: task metrics, recall against exact top-K, and query time."""
+    from zoo.evaluate import ann_recall, ranking_metrics
+    from zoo.retrieval.filtering import query_excluding
+
     started = time.perf_counter()
-    retriever.fit(item_vectors.numpy(), ids=catalogue)
+    top, _ = query_excluding(retriever, test.user_vectors.numpy(), max(ks), test.exclude_ids())
+    query_s = time.perf_counter() - started
+    return {
+        "top": top,
+        "metrics": ranking_metrics(top, test.task.targets, ks=ks),
+        "recall_vs_exact": {f"recall@{k}": ann_recall(top[:, :k], test.exact_top[:, :k]) for k in ks},
+        "query_s": query_s,
+        "queries_per_s": test.task.num_users / max(query_s, 1e-9),
+    }
+
+
+def run(config: RunConfig, *, registry: Registry | None = None, progress: Progress | None = None) -> RunReport:
+    """Train ``config.model`` on ``config.dataset``, evaluate it exactly and through ``config.retriever``,
+    write the run directory and return the report."""
+    from zoo.device import device_info
+    from zoo.evaluate import ranking_metrics
+
+    registry = registry or default_registry()
+    progress = progress or Progress()
+    ks = _resolve_ks(config.ks)
+    retriever_spec = registry.retriever(config.retriever)
+    retriever = registry.create_retriever(retriever_spec.qualified_name, metric=config.metric, **config.retriever_params)
+    trained = train_model(config, registry=registry, progress=progress)
+    timings = dict(trained.timings)
+
+    progress.stage("evaluate", "exact full ranking")
+    test = embed_test(trained, ks)
+    timings.update(test.timings)
+    metrics = {
+        "exact": ranking_metrics(test.exact_top, test.task.targets, ks=ks),
+        "popularity": popularity_metrics(trained, test, ks),
+    }
+
+    progress.stage("index", f"{retriever_spec.name} over {len(test.catalogue)} items")
+    started = time.perf_counter()
+    retriever.fit(test.item_vectors.numpy(), ids=test.catalogue)
     timings["index_build_s"] = time.perf_counter() - started
-    exclude_ids = None
-    if task.exclude is not None:
-        indptr, excluded_rows = (t.numpy() for t in task.exclude)
-        exclude_ids = (indptr, catalogue[excluded_rows])
-    started = time.perf_counter()
-    ann_top, _ = query_excluding(retriever, user_vectors.numpy(), max_k, exclude_ids)
-    timings["index_query_s"] = time.perf_counter() - started
-    metrics["retriever"] = ranking_metrics(ann_top, task.targets, ks=ks)
-    recall_vs_exact = {f"recall@{k}": ann_recall(ann_top[:, :k], exact_top[:, :k]) for k in ks}
+    through_index = evaluate_retriever(retriever, test, ks)
+    timings["index_query_s"] = through_index["query_s"]
+    metrics["retriever"] = through_index["metrics"]
 
     report = RunReport(
-        config=config.to_dict() | {"model_params": model_cfg, "trainer": trainer_cfg},
-        protocol=data.card,
-        data={"dataset": dataset_spec.name, **interactions.stats(), **data.summary(), "schema": data.schema.to_dict()},
-        training={
-            "mode": mode,
-            "negatives": trainer.negatives,
-            "epochs_run": epochs_run,
-            "best_epoch": trainer.best_epoch,
-            "best_valid": trainer.best_score,
-            "valid_metric": trainer.valid_metric,
-            "history": history,
-            "samples_per_s": samples_per_s,
-            "parameters": int(sum(p.numel() for p in model.parameters())),
-        },
+        config=config.to_dict() | {"model_params": trained.model_cfg, "trainer": trained.trainer_cfg},
+        protocol=trained.data.card,
+        data={**trained.dataset_stats, **trained.data.summary(), "schema": trained.data.schema.to_dict()},
+        training=trained.training_summary(),
         metrics=metrics,
         retriever={
             "name": retriever_spec.name,
             "metric": config.metric,
             "build_params": dict(retriever.build_params),
             "query_params": dict(retriever.query_params),
-            "recall_vs_exact": recall_vs_exact,
-            "queries_per_s": task.num_users / max(timings["index_query_s"], 1e-9),
-            "exact_queries_per_s": task.num_users / max(timings["exact_search_s"], 1e-9),
+            "recall_vs_exact": through_index["recall_vs_exact"],
+            "queries_per_s": through_index["queries_per_s"],
+            "exact_queries_per_s": test.task.num_users / max(timings["exact_search_s"], 1e-9),
         },
         timings=timings,
         versions=_versions({retriever_spec.name: retriever.backend_version()}),
-        device=device_info(device),
+        device=device_info(trained.device),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
     if config.save:
         progress.stage("save", "run directory")
         run_dir = Path(config.out) if config.out else default_run_dir(config)
         report.run_dir = str(run_dir)
-        save_run(run_dir, report, model, data, retriever)
+        save_run(run_dir, report, trained.model, trained.data, retriever)
     report.warnings += registry.manager.call_safely("zoo_run_finished", report=report)
     return report
 

@@ -24,6 +24,7 @@ from zoo.errors import DataError
 from zoo.features import Schema
 
 TRAIN, VALID, TEST = 0, 1, 2
+NEXT_ITEM = "next_item_id"
 Batch = dict[str, torch.Tensor]
 
 
@@ -190,7 +191,52 @@ class MatchData:
         return batch
 
     def train_batches(self, batch_size: int, *, shuffle: bool = True, seed: int = 0) -> TrainBatches:
+        """One sample per training position (its history and its target)."""
         return TrainBatches(self, self.train_positions, batch_size, shuffle=shuffle, seed=seed)
+
+    # -- sequences (models trained on every position) ---------------------------------------------
+    def sequence_windows(self, length: int | None = None) -> torch.Tensor:
+        """End positions of training windows: each user's training targets (every training position
+        with an earlier event) cut into windows of ``length``, the last one ending at the user's last
+        training event. Together the windows cover every training target exactly once."""
+        length = length or self.schema.history_len
+        first_target = self.seq_start[self.valid_positions] + 1
+        last_target = self.valid_positions - 1
+        targets = (last_target - first_target + 1).clamp_min(0)
+        windows = (targets + length - 1) // length
+        owner_last = torch.repeat_interleave(last_target, windows)
+        offsets = torch.arange(int(windows.sum())) - torch.repeat_interleave(torch.cumsum(windows, 0) - windows, windows)
+        return owner_last - length * offsets
+
+    def sequence_batch(self, ends: torch.Tensor, length: int | None = None) -> Batch:
+        """Inputs and next-item targets of windows ending at ``ends``: the history column holds the
+        inputs [B, L] (left-padded with 0), ``next_item_id`` the target after each input (0 where there
+        is none); user features as in :meth:`batch`, item features of each window's last target."""
+        length = length or self.schema.history_len
+        targets_at = ends.unsqueeze(1) - length + 1 + torch.arange(length, dtype=torch.long)
+        start = self.seq_start[ends].unsqueeze(1)
+        zero = torch.zeros((), dtype=torch.long)
+        inputs = torch.where(targets_at - 1 >= start, self.seq_items[(targets_at - 1).clamp_min(0)], zero)
+        targets = torch.where(targets_at >= start + 1, self.seq_items[targets_at.clamp_min(0)], zero)
+        users = self.seq_users[ends]
+        batch: Batch = {self.schema.user_id: users}
+        for name, table in self.user_table.items():
+            batch[name] = table[users]
+        batch[self.schema.history_name] = inputs
+        batch[NEXT_ITEM] = targets
+        batch.update(self.item_features(self.seq_items[ends]))
+        return batch
+
+    def training_batches(self, model: Any, batch_size: int, *, shuffle: bool = True, seed: int = 0) -> Any:
+        """The batches ``model`` trains on: per-sample batches, or sequence windows for models whose
+        ``training_data`` is ``"sequences"`` (trained on every position)."""
+        if getattr(model, "training_data", "samples") == "sequences":
+            return SequenceBatches(self, self.sequence_windows(), batch_size, shuffle=shuffle, seed=seed)
+        return self.train_batches(batch_size, shuffle=shuffle, seed=seed)
+
+    def train_sample_count(self, model: Any = None) -> int:
+        """Training targets per epoch (the same for per-sample and per-position training)."""
+        return int(self.train_positions.shape[0])
 
     # -- evaluation -----------------------------------------------------------------------------------
     def ranking_task(self, split: str = "test") -> RankingTask:
@@ -254,3 +300,16 @@ class TrainBatches:
         self.epoch += 1
         for start in range(0, positions.shape[0], self.batch_size):
             yield self.data.batch(positions[start : start + self.batch_size])
+
+
+class SequenceBatches(TrainBatches):
+    """Shuffled mini-batches of sequence windows (see :meth:`MatchData.sequence_batch`)."""
+
+    def __iter__(self) -> Iterator[Batch]:
+        ends = self.positions
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            ends = ends[torch.randperm(ends.shape[0], generator=generator)]
+        self.epoch += 1
+        for start in range(0, ends.shape[0], self.batch_size):
+            yield self.data.sequence_batch(ends[start : start + self.batch_size])

@@ -80,6 +80,9 @@ class RecallModel(nn.Module):
     registry_name: ClassVar[str] = ""
     family: ClassVar[str] = "two_tower"
     train_modes: ClassVar[tuple[int, ...]] = (0, 1, 2)
+    #: "samples" (one target per row: the history before it) or "sequences" (windows of a user's
+    #: sequence, a target at every position; see ``MatchData.sequence_batch``)
+    training_data: ClassVar[str] = "samples"
 
     def __init__(
         self,

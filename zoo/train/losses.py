@@ -40,6 +40,21 @@ def pairwise_loss(
     return (losses * keep).sum() / keep.sum().clamp_min(1)
 
 
+def bpr_max_loss(
+    pos_logits: torch.Tensor, neg_logits: torch.Tensor, neg_mask: torch.Tensor | None = None, *, reg: float = 1.0
+) -> torch.Tensor:
+    """BPR-max (Hidasi & Karatzoglou, 2018): ``-log sum_j s_j sigmoid(pos - neg_j) + reg * sum_j s_j neg_j^2``
+    with ``s = softmax(neg)`` over the unmasked negatives, so the loss focuses on the hardest ones."""
+    masked = neg_logits.masked_fill(neg_mask, float("-inf")) if neg_mask is not None else neg_logits
+    weights = torch.softmax(masked, dim=-1)
+    weights = torch.nan_to_num(weights)  # a row whose negatives are all masked contributes nothing
+    ranking = (weights * torch.sigmoid(pos_logits.unsqueeze(-1) - neg_logits)).sum(-1)
+    penalty = (weights * neg_logits.pow(2)).sum(-1)
+    has_negative = weights.sum(-1) > 0
+    loss = -torch.log(ranking.clamp_min(1e-12)) + reg * penalty
+    return loss[has_negative].mean() if bool(has_negative.any()) else loss.sum() * 0
+
+
 def softmax_loss(pos_logits: torch.Tensor, neg_logits: torch.Tensor, neg_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy of the positive against its negatives: softmax over ``[pos, neg_1..neg_n]``."""
     if neg_mask is not None:

@@ -42,7 +42,8 @@ from zoo.train.inference import (
 )
 
 CHECKPOINT_FILE = "model.safetensors"
-NEGATIVE_KINDS = ("auto", "batch", "uniform", "popularity", "inbatch", "mixed")
+NEGATIVE_KINDS = ("auto", "batch", "uniform", "popularity", "inbatch", "mixed", "shared", "full")
+PAIRWISE_LOSSES = ("bpr", "hinge", "bpr-max")
 DEFAULT_NUM_NEGATIVES = {0: 4, 1: 1, 2: 50}
 
 
@@ -63,10 +64,13 @@ class MatchTrainer:
         model_path: folder where the best weights are saved as ``model.safetensors`` (None: do not save).
         negatives: ``auto`` (mode 0: uniform, 1: uniform, 2: inbatch), ``batch`` (only what the batch
             carries: ``label`` rows or a ``neg_items`` column), ``uniform``, ``popularity``, ``inbatch``,
-            ``mixed`` (in-batch plus uniform negatives shared by the batch). A batch's own
-            ``neg_items`` column is always used when present.
+            ``mixed`` (in-batch plus uniform negatives shared by the batch), ``shared`` (popularity^alpha
+            negatives drawn once per batch and shared by every row, logQ-corrected), ``full`` (mode 2:
+            softmax over the whole catalogue). A batch's own ``neg_items`` column is always used when
+            present.
         num_negatives: negatives per positive (sampled modes) or shared uniform ones (``mixed``).
-        pairwise_loss: ``bpr`` or ``hinge`` (mode 1); ``margin`` for hinge.
+        pairwise_loss: ``bpr``, ``hinge`` or ``bpr-max`` (mode 1); ``margin`` for hinge, ``bpr_max_reg``
+            for BPR-max's score regularisation.
         item_counts: training frequency per item id (popularity sampling and logQ correction);
             counted from the batches as they pass when not given.
         popularity_alpha: exponent of popularity sampling.
@@ -97,6 +101,7 @@ class MatchTrainer:
         num_negatives: int | None = None,
         pairwise_loss: str = "bpr",
         margin: float = 1.0,
+        bpr_max_reg: float = 1.0,
         item_counts: Any = None,
         popularity_alpha: float = 0.75,
         logq_correction: bool = True,
@@ -113,10 +118,10 @@ class MatchTrainer:
             raise UsageError(f"{type(model).__name__} does not train in mode {mode}; it supports modes {supported}")
         if negatives not in NEGATIVE_KINDS:
             raise UsageError(f"negatives {negatives!r} is unknown; use one of {', '.join(NEGATIVE_KINDS)}")
-        if negatives in ("inbatch", "mixed") and mode != 2:
+        if negatives in ("inbatch", "mixed", "full") and mode != 2:
             raise UsageError(f"negatives '{negatives}' needs list-wise training (mode 2), not mode {mode}")
-        if pairwise_loss not in ("bpr", "hinge"):
-            raise UsageError(f"pairwise_loss must be 'bpr' or 'hinge', got {pairwise_loss!r}")
+        if pairwise_loss not in PAIRWISE_LOSSES:
+            raise UsageError(f"pairwise_loss must be one of {', '.join(PAIRWISE_LOSSES)}, got {pairwise_loss!r}")
         if int(n_epoch) < 1:
             raise UsageError(f"n_epoch must be >= 1, got {n_epoch}")
         self.metric_name, self.metric_k = _parse_metric(valid_metric)
@@ -143,6 +148,7 @@ class MatchTrainer:
             raise UsageError(f"num_negatives must be >= 1, got {num_negatives}")
         self.pairwise_loss = pairwise_loss
         self.margin = float(margin)
+        self.bpr_max_reg = float(bpr_max_reg)
         self.popularity_alpha = float(popularity_alpha)
         self.logq_correction = bool(logq_correction)
         self.seed = seed
@@ -261,22 +267,53 @@ class MatchTrainer:
             return losses.labelled_loss(model.score(user, pos_item) / tau, labels)
         query = model.select_interest(user, pos_item)
         pos_logits = (query * pos_item).sum(-1) / tau
-        if self.mode == 2 and self.negatives in ("inbatch", "mixed") and model.neg_items_key not in batch:
+        own_negatives = model.neg_items_key in batch
+        if self.mode == 2 and self.negatives in ("inbatch", "mixed") and not own_negatives:
             return self._inbatch_loss(query, pos_item, pos_ids)
-        neg_ids = self._negative_ids(batch, pos_ids)
-        neg_item = model.item_vectors(neg_ids)
-        neg_logits = (query.unsqueeze(1) * neg_item).sum(-1) / tau
-        neg_mask = neg_ids == pos_ids.unsqueeze(1)
+        if self.mode == 2 and self.negatives == "full" and not own_negatives:
+            return self._full_softmax_loss(query, pos_ids)
+        pos_correction = neg_correction = None
+        if self.negatives == "shared" and not own_negatives:
+            sampler = self._offline_sampler()
+            shared = sampler.sample_shared(self.num_negatives, self.generator).to(pos_ids.device)
+            neg_logits = query @ model.item_vectors(shared).T / tau
+            neg_mask = shared.unsqueeze(0) == pos_ids.unsqueeze(1)
+            if self.logq_correction:
+                shift = math.log(self.num_negatives)
+                pos_correction = sampler.log_q(pos_ids) + shift
+                neg_correction = (sampler.log_q(shared) + shift).unsqueeze(0)
+        else:
+            neg_ids = self._negative_ids(batch, pos_ids)
+            neg_item = model.item_vectors(neg_ids)
+            neg_logits = (query.unsqueeze(1) * neg_item).sum(-1) / tau
+            neg_mask = neg_ids == pos_ids.unsqueeze(1)
+            if self.logq_correction and self.negatives == "popularity" and not own_negatives:
+                sampler = self._offline_sampler()
+                shift = math.log(self.num_negatives)
+                pos_correction = sampler.log_q(pos_ids) + shift
+                neg_correction = sampler.log_q(neg_ids) + shift
         if self.mode == 0:
             return losses.pointwise_loss(pos_logits, neg_logits, neg_mask)
         if self.mode == 1:
+            if self.pairwise_loss == "bpr-max":
+                return losses.bpr_max_loss(pos_logits, neg_logits, neg_mask, reg=self.bpr_max_reg)
             return losses.pairwise_loss(pos_logits, neg_logits, neg_mask, kind=self.pairwise_loss, margin=self.margin)
-        if self.logq_correction and self.negatives == "popularity" and model.neg_items_key not in batch:
-            sampler = self._offline_sampler()
-            shift = math.log(self.num_negatives)
-            pos_logits = pos_logits - (sampler.log_q(pos_ids) + shift)
-            neg_logits = neg_logits - (sampler.log_q(neg_ids) + shift)
+        if pos_correction is not None and neg_correction is not None:
+            pos_logits = pos_logits - pos_correction
+            neg_logits = neg_logits - neg_correction
         return losses.softmax_loss(pos_logits, neg_logits, neg_mask)
+
+    def _catalogue_range(self) -> tuple[int, int]:
+        """Item ids that can be recommended: 2.. with the pipeline's encoder (0 padding, 1 OOV), 1.. with
+        the seed's label encoding (0 padding)."""
+        low = 2 if self._counts_given and float(self.item_counts[:2].sum()) == 0 else 1
+        return low, self.model._item_vocab()
+
+    def _full_softmax_loss(self, query: torch.Tensor, pos_ids: torch.Tensor) -> torch.Tensor:
+        low, high = self._catalogue_range()
+        candidates = torch.arange(low, high, device=pos_ids.device)
+        logits = query @ self.model.item_vectors(candidates).T / self.model.temperature
+        return torch.nn.functional.cross_entropy(logits, pos_ids - low)
 
     def _positive_vectors(self, batch: Mapping[str, torch.Tensor], pos_ids: torch.Tensor) -> torch.Tensor:
         names = [f.name for f in self.model.item_features]
@@ -314,11 +351,10 @@ class MatchTrainer:
         return sampler.sample(pos_ids.cpu(), self.num_negatives, self.generator).to(pos_ids.device)
 
     def _uniform(self) -> UniformSampler:
-        low = 2 if self._counts_given and float(self.item_counts[:2].sum()) == 0 else 1
-        return UniformSampler(low, self.model._item_vocab())
+        return UniformSampler(*self._catalogue_range())
 
     def _offline_sampler(self) -> NegativeSampler:
-        if self.negatives == "popularity":
+        if self.negatives in ("popularity", "shared"):
             if self._sampler is None or not self._counts_given:
                 self._sampler = make_sampler("popularity", self.model._item_vocab(), self.item_counts + (0 if self._counts_given else 1), self.popularity_alpha)
             return self._sampler
