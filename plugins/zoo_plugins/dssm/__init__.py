@@ -10,7 +10,8 @@ def zoo_register_models():
         ModelSpec(
             name="dssm",
             factory="zoo_plugins.dssm.model:DSSM",
-            description="Two-tower DSSM: user and item MLPs over feature embeddings, L2-normalised, temperature-scaled",
+            description="Two-tower DSSM: user and item MLPs over feature embeddings (long- and short-term history),"
+            " L2-normalised, temperature-scaled",
             family="two_tower",
             train_modes=(0, 1, 2),
             defaults={
@@ -18,11 +19,12 @@ def zoo_register_models():
                 "negatives": "inbatch",
                 "epochs": 20,
                 "patience": 3,
-                "batch_size": 512,
-                "lr": 0.001,
+                "batch_size": 2048,
+                "lr": 0.003,
                 "temperature": 0.05,
-                "embed_dim": 32,
-                "dims": [128, 64],
+                "embed_dim": 64,
+                "dims": [256, 64],
+                "recent_history": 5,
                 "activation": "relu",
                 "dropout": 0.0,
             },

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from zoo.errors import UsageError
 from zoo.features import Feature, SequenceFeature, SparseFeature
 from zoo.models.base import Batch, RecallModel
-from zoo.nn import MLP, EmbeddingBank
+from zoo.nn import MLP, EmbeddingBank, masked_mean
 
 _TOWER_KEYS = ("dims", "activation", "dropout", "batch_norm")
 
@@ -48,6 +48,9 @@ class DSSM(RecallModel):
             end at the same size; empty = no MLP, the concatenated embeddings are used), ``activation``,
             ``dropout``, ``batch_norm``.
         embedding_init_std: standard deviation of the embedding initialisation.
+        recent_history: also feed the user tower the mean of the ``recent_history`` most recent items
+            of each pooled history feature over the item table (a short-term interest next to the
+            long-term mean); histories must be left-padded (the seed's default ``padding="pre"``).
     """
 
     registry_name = "dssm"
@@ -62,6 +65,7 @@ class DSSM(RecallModel):
         user_params: Mapping[str, Any] | None = None,
         item_params: Mapping[str, Any] | None = None,
         embedding_init_std: float = 0.05,
+        recent_history: int = 0,
     ) -> None:
         user_params = _tower_params(user_params, "user_params")
         item_params = _tower_params(item_params, "item_params")
@@ -69,15 +73,28 @@ class DSSM(RecallModel):
             user_features=user_features,
             item_features=item_features,
             temperature=temperature,
-            config={"user_params": user_params, "item_params": item_params, "embedding_init_std": embedding_init_std},
+            config={
+                "user_params": user_params,
+                "item_params": item_params,
+                "embedding_init_std": embedding_init_std,
+                "recent_history": int(recent_history),
+            },
         )
+        if int(recent_history) < 0:
+            raise UsageError(f"DSSM: recent_history must be >= 0, got {recent_history}")
         for feature in [*self.user_features, *self.item_features]:
             if isinstance(feature, SequenceFeature) and feature.pooling is None:
                 raise UsageError(f"DSSM: sequence feature '{feature.name}' needs pooling 'mean' or 'sum' (got None)")
         self.embedding = EmbeddingBank([*self.user_features, *self.item_features], init_std=embedding_init_std)
         self._user_names = [f.name for f in self.user_features]
         self._item_names = [f.name for f in self.item_features]
-        self.user_mlp = MLP(self.embedding.output_dim(self._user_names), **user_params)
+        self.recent_history = int(recent_history)
+        self._recent_names = [
+            f.name for f in self.user_features
+            if isinstance(f, SequenceFeature) and f.table == self.item_id_feature
+        ] if self.recent_history else []
+        user_input = self.embedding.output_dim(self._user_names) + self.embedding.output_dim(self._recent_names)
+        self.user_mlp = MLP(user_input, **user_params)
         self.item_mlp = MLP(self.embedding.output_dim(self._item_names), **item_params)
         if self.user_mlp.output_dim != self.item_mlp.output_dim:
             raise UsageError(
@@ -87,7 +104,14 @@ class DSSM(RecallModel):
         self.output_dim = self.user_mlp.output_dim
 
     def user_tower(self, batch: Batch) -> torch.Tensor:
-        return F.normalize(self.user_mlp(self.embedding.concat(batch, self._user_names)), dim=-1)
+        inputs = self.embedding.concat(batch, self._user_names)
+        if self._recent_names:
+            recent = []
+            for name in self._recent_names:
+                values, mask = self.embedding.sequence(batch, name)
+                recent.append(masked_mean(values[:, -self.recent_history :], mask[:, -self.recent_history :]))
+            inputs = torch.cat([inputs, *recent], dim=-1)
+        return F.normalize(self.user_mlp(inputs), dim=-1)
 
     def item_tower(self, batch: Batch) -> torch.Tensor:
         return F.normalize(self.item_mlp(self.embedding.concat(batch, self._item_names)), dim=-1)

@@ -1,0 +1,168 @@
+"""Quality benchmark: every model on MovieLens-1M with its preset, under its published anchor's protocol.
+
+    python benchmarks/quality.py --data ../shared/data/movielens/ml-1m --device cpu --out quality-results
+
+Writes ``results.json`` (every metric, the protocol cards, training histories, machine) and
+``results.md`` (the README's results table). Each published number is only comparable under the
+protocol that produced it, so each model runs under its anchor's protocol (see ANCHORS). Seeds are
+fixed; finished models are skipped on a rerun unless ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+#: model -> (protocol, headline metric, floor from the issue, published anchor)
+ANCHORS: dict[str, tuple[str, str, float, str]] = {
+    "dssm": ("deepmatch", "hitrate@50", 0.36, "DeepMatch DSSM (in-batch softmax) 0.3555"),
+    "youtubednn": ("deepmatch", "hitrate@50", 0.34, "DeepMatch YoutubeDNN 0.3371"),
+    "mind": ("deepmatch", "hitrate@50", 0.44, "DeepMatch ComiRec-SA 0.4364"),
+    "comirec-sa": ("deepmatch", "hitrate@50", 0.44, "DeepMatch ComiRec-SA 0.4364"),
+    "comirec-dr": ("deepmatch", "hitrate@50", 0.44, "DeepMatch ComiRec-DR / ComiRec-SA 0.4364"),
+    "gru4rec": ("recbole-seq", "hitrate@10", 0.28, "RecBole GRU4Rec 0.2776"),
+    "sasrec": ("sasrec", "hitrate@10", 0.31, "SASRec+ 0.3152, eSASRec 0.3133, FuXi-alpha 0.3164"),
+}
+COLUMNS = ("hitrate@10", "hitrate@50", "ndcg@10", "ndcg@50", "mrr@10")
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    try:
+        with open("/proc/cpuinfo") as fh:
+            info["cpu"] = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
+    except OSError:
+        info["cpu"] = platform.processor()
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def run_model(name: str, data: str, device: str, seed: int, params: list[str]) -> dict[str, Any]:
+    """Train ``name`` with its preset under its anchor protocol; exact full-ranking metrics on test."""
+    from zoo.evaluate import ranking_metrics
+    from zoo.pipeline import RunConfig, embed_test, parse_params, popularity_metrics, train_model
+
+    protocol, headline, floor, anchor = ANCHORS[name]
+    model_params, _, _, protocol_overrides = parse_params(params)
+    ks = (10, 50)
+    config = RunConfig(
+        model=name, dataset="movielens-1m", data_path=data, protocol=protocol, device=device, seed=seed,
+        params=model_params, protocol_overrides=protocol_overrides, ks=ks, save=False,
+    )
+    started = time.perf_counter()
+    trained = train_model(config)
+    test = embed_test(trained, ks)
+    metrics = ranking_metrics(test.exact_top, test.task.targets, ks=ks)
+    return {
+        "model": name,
+        "protocol": protocol,
+        "headline": headline,
+        "floor": floor,
+        "anchor": anchor,
+        "passed": metrics[headline] >= floor,
+        "metrics": metrics,
+        "popularity": popularity_metrics(trained, test, ks),
+        "training": trained.training_summary(),
+        "params": {**trained.trainer_cfg, **trained.model_cfg},
+        "protocol_card": trained.data.card,
+        "device": str(trained.device),
+        "seed": seed,
+        "train_s": trained.timings["train_s"],
+        "total_s": time.perf_counter() - started,
+    }
+
+
+def render_markdown(results: list[dict[str, Any]], info: dict[str, Any], command: str) -> str:
+    lines = [
+        "| model | protocol | " + " | ".join(COLUMNS) + " | floor | anchor | epochs (best) | train time | device |",
+        "|---|---|" + "---|" * len(COLUMNS) + "---|---|---|---|---|",
+    ]
+    for r in results:
+        m = r["metrics"]
+        cells = [f"**{m[c]:.4f}**" if c == r["headline"] else f"{m[c]:.4f}" for c in COLUMNS]
+        training = r["training"]
+        lines.append(
+            f"| {r['model']} | {r['protocol']} | " + " | ".join(cells)
+            + f" | {r['headline']} >= {r['floor']} {'(met)' if r['passed'] else '(NOT met)'} | {r['anchor']}"
+            + f" | {training['epochs_run']} ({training['best_epoch']}) | {r['train_s'] / 60:.1f} min | {r['device']} |"
+        )
+    where = info.get("gpu") or f"{info.get('cpu', '')} ({info.get('cpu_count')} cores)"
+    lines += ["", f"Command: `{command}`", f"Machine: {where}, torch {info.get('torch')}, seed {results[0]['seed'] if results else 0}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="all", help="comma-separated model names, or 'all' (default)")
+    parser.add_argument("--data", default=None, help="MovieLens-1M folder (default: ZOO_DATA_DIR or ../shared/data/movielens/ml-1m)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--param", action="append", default=[], help="MODEL:key=value override (repeatable)")
+    parser.add_argument("--out", default="quality-results", help="output folder")
+    parser.add_argument("--force", action="store_true", help="rerun models already in results.json")
+    args = parser.parse_args(argv)
+
+    from zoo.data.locate import shared_movielens_dir
+    from zoo.io import atomic_write_json, atomic_write_text
+    from zoo.registry import default_registry
+
+    data = args.data
+    if data is None:
+        root = shared_movielens_dir()
+        data = str(root / "ml-1m") if root is not None else None
+    if data is None or not Path(data, "ratings.dat").is_file():
+        print("error: MovieLens-1M not found: pass --data PATH or set ZOO_DATA_DIR", file=sys.stderr)
+        return 3
+    installed = set(default_registry().names("model"))
+    names = [n for n in ANCHORS if n in installed] if args.models == "all" else args.models.split(",")
+    unknown = [n for n in names if n not in ANCHORS or n not in installed]
+    if unknown:
+        print(f"error: no anchor or no installed model for {', '.join(unknown)}; known: {', '.join(ANCHORS)}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_file = out / "results.json"
+    previous = json.loads(results_file.read_text()).get("results", []) if results_file.is_file() else []
+    done = {r["model"]: r for r in previous if not args.force}
+    info = machine()
+    command = "python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    for name in names:
+        if name in done:
+            print(f"{name}: already in {results_file} (use --force to rerun)")
+            continue
+        overrides = [p.split(":", 1)[1] for p in args.param if p.startswith(f"{name}:")]
+        print(f"{name}: training under protocol {ANCHORS[name][0]} on {args.device} ...", flush=True)
+        result = run_model(name, data, args.device, args.seed, overrides)
+        done[name] = result
+        m = result["metrics"]
+        print(
+            f"{name}: HR@10 {m['hitrate@10']:.4f} HR@50 {m['hitrate@50']:.4f} NDCG@10 {m['ndcg@10']:.4f}"
+            f" ({result['training']['epochs_run']} epochs, {result['train_s']:.0f} s) floor"
+            f" {result['headline']} >= {result['floor']}: {'met' if result['passed'] else 'NOT met'}",
+            flush=True,
+        )
+        ordered = [done[n] for n in ANCHORS if n in done]
+        atomic_write_json(results_file, {"schema": 1, "machine": info, "command": command, "results": ordered})
+        atomic_write_text(out / "results.md", render_markdown(ordered, info, command))
+    print(f"wrote {results_file} and {out / 'results.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
