@@ -14,9 +14,14 @@ from zoo.data.interactions import Interactions
 
 def pytest_configure(config: pytest.Config) -> None:
     """Tests use tiny models: one torch thread avoids oversubscribing the CI machine's cores."""
+    import os
+    import tempfile
+
     import torch
 
     torch.set_num_threads(1)
+    # With the zoo-mlflow example installed, every test run would log into ./mlruns of the checkout.
+    os.environ.setdefault("ZOO_MLFLOW_URI", tempfile.mkdtemp(prefix="zoo-mlruns-"))
 
 
 @pytest.fixture(scope="session")

@@ -100,12 +100,12 @@ def test_models_json_has_dssm_defaults(runner: CliRunner) -> None:
     assert dssm["family"] == "two_tower"
     assert dssm["train_modes"] == [0, 1, 2]
     assert (dssm["plugin"], dssm["dist"], dssm["available"]) == ("dssm", "recall-zoo", True)
+    from zoo.registry import default_registry
+
     defaults = dssm["defaults"]
+    assert defaults == dict(default_registry().model("dssm").defaults)  # the preset, as registered
     assert defaults["mode"] == 2
-    assert defaults["temperature"] == 0.05
-    assert defaults["embed_dim"] == 32
-    assert defaults["dims"] == [128, 64]
-    assert {"epochs", "batch_size", "lr", "negatives"} <= set(defaults)
+    assert {"epochs", "batch_size", "lr", "negatives", "temperature", "embed_dim", "dims"} <= set(defaults)
     assert [m["name"] for m in models] == sorted(m["name"] for m in models)
 
 
@@ -117,8 +117,10 @@ def test_retrievers_json(runner: CliRunner) -> None:
     retrievers = {r["name"]: r for r in ok_json(runner, "retrievers", "--json")}
     assert {"exact", "hnsw"} <= set(retrievers)
     hnsw = retrievers["hnsw"]
-    assert hnsw["build_params"]["M"] == 16
-    assert hnsw["query_params"] == {"ef": 64}
+    from zoo_plugins.hnsw.retriever import DEFAULTS
+
+    assert hnsw["build_params"]["M"] == DEFAULTS["M"]  # the listing shows what a build uses
+    assert hnsw["query_params"] == {"ef": DEFAULTS["ef"]}
     assert hnsw["supports_add"] is True
     assert set(hnsw["metrics"]) <= {"ip", "cosine"}
     assert retrievers["exact"]["supports_gpu"] is True

@@ -668,7 +668,8 @@ def test_disable_builtin_by_entry_point_name() -> None:
     manager = PluginManager(env={"ZOO_DISABLE_PLUGINS": "hnsw"})
     assert record(manager, "hnsw").status == DISABLED
     assert record(manager, "exact").status == LOADED
-    assert [s.name for s in manager.collect("retriever")] == ["exact"]
+    names = [s.name for s in manager.collect("retriever")]
+    assert "hnsw" not in names and "exact" in names
 
 
 def test_disable_builtins_by_dist_name(site: Site) -> None:
@@ -708,7 +709,7 @@ def test_empty_allow_list_loads_no_third_party(site: Site, monkeypatch: pytest.M
     assert third_party and {r.status for r in third_party} == {SKIPPED}
     builtins = builtin_records(manager)
     assert builtins and {r.status for r in builtins} == {LOADED}
-    assert model_names(manager) == ["dssm"]
+    assert "model-a" not in model_names(manager) and "dssm" in model_names(manager)
 
 
 def test_disable_wins_over_allow_list(site: Site) -> None:

@@ -1,8 +1,13 @@
-"""The built-in retrievers: the shared conformance suite plus backend-specific checks."""
+"""The built-in retrievers: the shared conformance suite plus backend-specific checks.
+
+annoy and faiss are optional extras: their tests are skipped (with the reason) where the library is
+not installed, and the tests of a missing backend's behaviour run everywhere.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -12,15 +17,22 @@ from typing import Any
 import numpy as np
 import pytest
 
-from zoo.errors import DeviceError, ModelFileError, UsageError
-from zoo.registry import create_retriever
+from zoo.errors import DeviceError, ModelFileError, PluginError, UsageError
+from zoo.registry import create_retriever, default_registry
 from zoo.retrieval.base import HEADER_FILE
+from zoo.retrieval.transforms import MipsToL2, rescore
 from zoo.testing.retrievers import RetrieverConformance, brute_force_topk, make_vectors, recall_at_k
 
 torch = pytest.importorskip("torch")
 
-from zoo_plugins.exact.retriever import ExactRetriever, canonical_topk  # noqa: E402
+import zoo_plugins.exact.retriever as exact_module  # noqa: E402
+from zoo_plugins.exact.retriever import ExactRetriever, canonical_topk, group_size  # noqa: E402
 from zoo_plugins.hnsw.retriever import HnswRetriever  # noqa: E402
+
+HAS_ANNOY = importlib.util.find_spec("annoy") is not None
+HAS_FAISS = importlib.util.find_spec("faiss") is not None
+needs_annoy = pytest.mark.skipif(not HAS_ANNOY, reason='annoy not installed (pip install "recall-zoo[annoy]")')
+needs_faiss = pytest.mark.skipif(not HAS_FAISS, reason='faiss not installed (pip install "recall-zoo[faiss]")')
 
 
 def clustered(n: int, dim: int, seed: int, clusters: int = 100, rank: int = 12) -> np.ndarray:
@@ -44,6 +56,24 @@ class TestExactConformance(RetrieverConformance):
     retriever_name = "exact"
     params = {"chunk_size": 64}  # several chunks per query batch
     recall_floor = 1.0
+    deterministic_params = {}
+
+
+class TestExactGroupedConformance(RetrieverConformance):
+    """The grouped search path (large catalogues) on the suite's data."""
+
+    recall_floor = 1.0
+    deterministic_params = {}
+
+    def make_retriever(self, metric: str = "ip", **params: Any) -> ExactRetriever:
+        return GroupedExact(metric=metric, **{"chunk_size": 48, **params})
+
+
+class GroupedExact(ExactRetriever):
+    """The exact retriever with the grouped path forced on any catalogue size."""
+
+    grouped_min_items = 1
+    grouped_items_per_k = 0
 
 
 class TestExactConformanceDirect(RetrieverConformance):
@@ -58,25 +88,112 @@ class TestExactConformanceDirect(RetrieverConformance):
 
 class TestHnswConformance(RetrieverConformance):
     retriever_name = "hnsw"
-    params = {"ef": 200}
+    params = {"M": 16, "ef": 200, "ef_construction": 64, "num_threads": 1}
     recall_floor = 0.95
+    deterministic_params = {"num_threads": 1}
+
+
+@needs_annoy
+class TestAnnoyConformance(RetrieverConformance):
+    retriever_name = "annoy"
+    params = {"n_trees": 10, "search_k": 3000, "num_threads": 1}  # inner product via the MIPS-to-L2 transform
+    recall_floor = 0.9
+    n_items = 1000
+    n_queries = 120
+    deterministic_params = {"num_threads": 1}
+
+
+@needs_annoy
+class TestAnnoyNativeDotConformance(RetrieverConformance):
+    retriever_name = "annoy"
+    params = {"n_trees": 10, "search_k": 3000, "mips": "native", "num_threads": 1}
+    recall_floor = 0.9
+    n_items = 600
+    n_queries = 100
+
+
+@needs_faiss
+class TestFaissFlatConformance(RetrieverConformance):
+    retriever_name = "faiss"
+    params = {"index": "Flat", "num_threads": 1}
+    recall_floor = 1.0
+    deterministic_params = {}
+
+
+@needs_faiss
+class TestFaissIvfConformance(RetrieverConformance):
+    retriever_name = "faiss"
+    params = {"index": "IVF", "nprobe": 40, "num_threads": 1}  # 51 lists for 2,000 vectors
+    recall_floor = 0.95
+    deterministic_params = {"num_threads": 1}
+
+
+@needs_faiss
+class TestFaissIvfPqConformance(RetrieverConformance):
+    retriever_name = "faiss"
+    params = {"index": "IVF-PQ", "nprobe": 40, "k_factor": 30, "num_threads": 1}
+    recall_floor = 0.9
+    n_items = 1000
+    n_queries = 120
+
+
+@needs_faiss
+class TestFaissHnswL2Conformance(RetrieverConformance):
+    retriever_name = "faiss"
+    params = {"index": "HNSW", "efSearch": 200, "mips": "l2", "num_threads": 1}
+    recall_floor = 0.95
+    n_items = 1000
+    n_queries = 120
+    deterministic_params = {"num_threads": 1}
+
+
+def test_every_builtin_retriever_has_a_conformance_class() -> None:
+    covered = {
+        cls.retriever_name
+        for cls in globals().values()
+        if isinstance(cls, type) and issubclass(cls, RetrieverConformance) and cls.retriever_name
+    }
+    builtin = {s.name for s in default_registry().specs("retriever") if s.plugin in ("exact", "hnsw", "annoy", "faiss")}
+    assert builtin <= covered, f"add a RetrieverConformance subclass for {sorted(builtin - covered)}"
 
 
 # -- registration ------------------------------------------------------------------------------------
 def test_plugin_modules_import_no_heavy_backend() -> None:
     code = (
-        "import sys, zoo_plugins.exact, zoo_plugins.hnsw;"
+        "import sys, zoo_plugins.exact, zoo_plugins.hnsw, zoo_plugins.annoy, zoo_plugins.faiss, zoo.retrieval;"
         "from zoo.registry import list_retrievers; names = list_retrievers();"
-        "assert {'exact', 'hnsw'} <= set(names), names;"
-        "heavy = [m for m in ('torch', 'hnswlib') if m in sys.modules]; assert not heavy, heavy"
+        "assert {'exact', 'hnsw', 'annoy', 'faiss'} <= set(names), names;"
+        "heavy = [m for m in ('torch', 'hnswlib', 'annoy', 'faiss') if m in sys.modules]; assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_missing_backend_is_listed_unavailable_and_breaks_nothing_else(monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from zoo_cli.main import build_app
+
+    monkeypatch.setitem(sys.modules, "annoy", None)  # as if annoy were not installed
+    monkeypatch.setitem(sys.modules, "zoo_plugins.annoy.retriever", None)
+    spec = default_registry().retriever("annoy")
+    assert not spec.available and spec.install_hint() == 'pip install "recall-zoo[annoy]"'
+    with pytest.raises(PluginError, match=r"recall-zoo\[annoy\]"):
+        create_retriever("annoy")
+    with pytest.raises(PluginError, match=r"recall-zoo\[annoy\]"):
+        from zoo.retrieval import Annoy  # noqa: F401
+    assert create_retriever("hnsw").fit(make_vectors(50, 4, 0)).count == 50
+    listed = CliRunner().invoke(build_app(), ["retrievers"])
+    assert listed.exit_code == 0
+    assert "annoy" in listed.stdout and "hnsw" in listed.stdout
+    as_json = json.loads(CliRunner().invoke(build_app(), ["retrievers", "--json"]).stdout)
+    (entry,) = [r for r in as_json if r["name"] == "annoy"]
+    assert entry["available"] is False and entry["install"] == 'pip install "recall-zoo[annoy]"'
 
 
 def test_registry_defaults() -> None:
     exact = create_retriever("exact")
     assert isinstance(exact, ExactRetriever)
-    assert exact.build_params == {"device": "cpu"} and exact.query_params == {"chunk_size": 1024}
+    assert exact.build_params == {"device": "cpu"} and exact.query_params == {"chunk_size": "auto"}
     hnsw = create_retriever("hnsw", metric="cosine", M=8)
     assert isinstance(hnsw, HnswRetriever) and hnsw.metric == "cosine"
     assert hnsw.build_params == {"M": 8, "ef_construction": 200, "seed": 100, "num_threads": -1}
@@ -143,7 +260,9 @@ def test_exact_params_validated() -> None:
     retriever = ExactRetriever(device="auto").fit(make_vectors(10, 4, 0))
     with pytest.raises(UsageError, match="chunk_size"):
         retriever.set_query_params(chunk_size=-3)
-    assert retriever.query_params == {"chunk_size": 1024}  # the rejected value is not kept
+    with pytest.raises(UsageError, match="chunk_size"):
+        retriever.set_query_params(chunk_size="big")
+    assert retriever.query_params == {"chunk_size": "auto"}  # the rejected value is not kept
 
 
 def test_exact_save_is_plain_numpy(tmp_path: Path) -> None:
@@ -303,3 +422,235 @@ def test_hnsw_backend_version_in_header() -> None:
 
     retriever = HnswRetriever().fit(make_vectors(10, 4, 0))
     assert retriever.header()["backend_version"] == f"hnswlib {importlib.metadata.version('hnswlib')}"
+
+
+# -- exact: the grouped search ---------------------------------------------------------------------------
+@pytest.mark.parametrize(("n", "dim", "k"), [(4000, 16, 10), (4001, 8, 37), (3000, 24, 1), (5003, 12, 100)])
+def test_exact_grouped_equals_plain_and_numpy(n: int, dim: int, k: int) -> None:
+    items = np.array(make_vectors(n, dim, 31, spread_norms=True))
+    items[200:260] = items[7]  # a tie group crossing group boundaries
+    queries = np.array(make_vectors(120, dim, 32))
+    queries[3] = items[7] * 2.0  # ties at the top
+    grouped = GroupedExact(chunk_size=50).fit(items).query(queries, k)
+    plain = ExactRetriever(chunk_size=50).fit(items).query(queries, k)
+    truth, truth_scores = brute_force_topk(items, queries, k)
+    np.testing.assert_array_equal(grouped[0], plain[0])
+    np.testing.assert_array_equal(grouped[0], truth)
+    np.testing.assert_allclose(grouped[1], truth_scores, rtol=1e-4, atol=1e-4 * np.abs(truth_scores).max())
+
+
+def test_exact_grouped_with_many_super_blocks(monkeypatch) -> None:
+    # a tiny group buffer forces one super-block per few groups: candidates are merged across them
+    monkeypatch.setitem(exact_module._GROUP_BUFFER_BYTES, "cpu", 4 * 64 * 30)
+    monkeypatch.setitem(exact_module._BLOCK_BYTES, "cpu", 4 * 64 * 16)
+    items = np.array(make_vectors(6000, 16, 33))
+    queries = np.array(make_vectors(64, 16, 34))
+    got = GroupedExact(chunk_size=64).fit(items).query(queries, 12)
+    truth, _ = brute_force_topk(items, queries, 12)
+    np.testing.assert_array_equal(got[0], truth)
+
+
+def test_exact_grouped_after_add_and_cosine() -> None:
+    items = np.array(make_vectors(5000, 16, 35, spread_norms=True))
+    queries = np.array(make_vectors(80, 16, 36))
+    retriever = GroupedExact(metric="cosine").fit(items[:3000])
+    retriever.add(items[3000:] * 50.0, ids=np.arange(3000, 5000))  # longer vectors: the rounding bound grows
+    truth, _ = brute_force_topk(np.vstack([items[:3000], items[3000:] * 50.0]), queries, 20, "cosine")
+    np.testing.assert_array_equal(retriever.query(queries, 20)[0], truth)
+
+
+def test_exact_group_size() -> None:
+    assert group_size(200_000, 10, 64) == 16
+    assert group_size(200_000, 100, 64) == 4
+    assert 4 <= group_size(10, 1000, 8) <= 64 and 4 <= group_size(10**9, 1, 4) <= 64
+
+
+def test_exact_memory_bytes() -> None:
+    retriever = ExactRetriever()
+    assert retriever.memory_bytes() is None
+    assert retriever.fit(make_vectors(100, 8, 1)).memory_bytes() == 100 * 8 * 4
+
+
+# -- the MIPS-to-L2 transform ------------------------------------------------------------------------------
+def test_mips_to_l2_preserves_inner_product_ranking() -> None:
+    items = np.array(make_vectors(500, 12, 37, spread_norms=True))
+    queries = np.array(make_vectors(30, 12, 38))
+    transform = MipsToL2.fit(items)
+    augmented = transform.items(items)
+    np.testing.assert_allclose(np.linalg.norm(augmented, axis=1), transform.max_norm, rtol=1e-4)
+    distances = ((transform.queries(queries)[:, None, :] - augmented[None]) ** 2).sum(-1)
+    by_distance = np.argsort(distances, axis=1, kind="stable")[:, :10]
+    truth, _ = brute_force_topk(items, queries, 10)
+    assert recall_at_k(by_distance, truth) >= 0.99
+    assert transform.covers(items) and not transform.covers(items[:1] * 2 * transform.max_norm / np.linalg.norm(items[0]))
+
+
+def test_rescore_orders_dedups_and_pads() -> None:
+    items = np.eye(4, dtype=np.float32)
+    queries = np.array([[0.1, 0.9, 0.5, 0.0]], dtype=np.float32)
+    labels, scores = rescore(items, queries, np.array([[0, 2, 2, 1, -1]]), 5)
+    assert labels.tolist() == [[1, 2, 0, -1, -1]]
+    np.testing.assert_allclose(scores[0, :3], [0.9, 0.5, 0.1], rtol=1e-6)
+    assert np.isneginf(scores[0, 3:]).all()
+
+
+# -- annoy -------------------------------------------------------------------------------------------------
+@needs_annoy
+def test_seed_tutorial_annoy_usage() -> None:
+    from zoo.retrieval import Annoy
+
+    item_embeddings = np.array(make_vectors(800, 16, 39))
+    user_embeddings = np.array(make_vectors(5, 16, 40))
+    annoy = Annoy(n_trees=10)
+    annoy.fit(item_embeddings)
+    similar_items, scores = annoy.query(user_embeddings[0], topk=10)
+    assert similar_items.shape == scores.shape == (10,) and similar_items.dtype == np.int64
+    batch_ids, _ = annoy.query(user_embeddings, 10)  # a batch works too
+    assert batch_ids.shape == (5, 10)
+    assert annoy.set_query_arguments(search_k=500).query_params == {"search_k": 500}
+    assert Annoy(metric="angular").metric == "cosine" and Annoy(metric="dot").metric == "ip"
+
+
+@needs_annoy
+def test_annoy_cannot_add_and_rejects_bad_params() -> None:
+    from zoo_plugins.annoy.retriever import AnnoyRetriever
+
+    retriever = AnnoyRetriever(num_threads=1).fit(make_vectors(100, 8, 41))
+    with pytest.raises(UsageError, match="add"):
+        retriever.add(make_vectors(5, 8, 42), ids=np.arange(100, 105))
+    for bad in ({"n_trees": 0}, {"mips": "cosine"}, {"search_k": 0}, {"num_threads": 0}, {"seed": -1}):
+        with pytest.raises(UsageError):
+            AnnoyRetriever(**bad)
+    with pytest.raises(UsageError):
+        AnnoyRetriever(metric="euclidean")
+
+
+@needs_annoy
+def test_annoy_l2_transform_beats_native_dot_when_norms_vary() -> None:
+    # The documented claim (docs/retrievers.md): Annoy's own 'dot' metric loses recall when item norms
+    # vary; the MIPS-to-L2 transform does not, at the same trees and search_k.
+    items = np.array(make_vectors(3000, 16, 43, spread_norms=True))
+    queries = np.array(make_vectors(200, 16, 44))
+    truth, _ = brute_force_topk(items, queries, 10)
+    recalls = {}
+    for mips in ("l2", "native"):
+        retriever = create_retriever("annoy", mips=mips, n_trees=10, search_k=1000, num_threads=1).fit(items)
+        recalls[mips] = recall_at_k(retriever.query(queries, 10)[0], truth)
+    assert recalls["l2"] > recalls["native"] + 0.05, recalls
+
+
+@needs_annoy
+def test_annoy_search_k_changes_answers_without_rebuild(tmp_path: Path) -> None:
+    items = clustered(4000, 16, 45)
+    queries = clustered(100, 16, 46)
+    truth, _ = brute_force_topk(items, queries, 10)
+    retriever = create_retriever("annoy", n_trees=4, num_threads=1).fit(items)
+    low = recall_at_k(retriever.set_query_params(search_k=20).query(queries, 10)[0], truth)
+    high = recall_at_k(retriever.set_query_params(search_k=4000).query(queries, 10)[0], truth)
+    assert high > low and high >= 0.9
+    loaded = type(retriever).load(retriever.save(tmp_path / "index"))
+    assert loaded.query_params == {"search_k": 4000}
+    assert loaded.memory_bytes() and loaded.memory_bytes() >= (tmp_path / "index" / "annoy.ann").stat().st_size
+
+
+@needs_annoy
+def test_annoy_batched_queries_use_threads() -> None:
+    items = np.array(make_vectors(2000, 16, 47))
+    queries = np.array(make_vectors(500, 16, 48))
+    threaded = create_retriever("annoy", num_threads=4, seed=3).fit(items)
+    single = create_retriever("annoy", num_threads=1, seed=3).fit(items)
+    assert threaded.threads == 4
+    # the same forest answers the same, whatever the number of query threads
+    threaded._threads = 1
+    reference = threaded.query(queries, 10)[0]
+    threaded._threads = 4
+    np.testing.assert_array_equal(threaded.query(queries, 10)[0], reference)
+    assert single.query(queries, 10)[0].shape == (500, 10)
+
+
+# -- faiss -------------------------------------------------------------------------------------------------
+@needs_faiss
+def test_faiss_shorthands_resolve_to_factory_strings() -> None:
+    from zoo_plugins.faiss.retriever import auto_nlist, pq_subquantizers, resolve_factory
+
+    assert resolve_factory("Flat", 10**6, 64) == "Flat"
+    assert resolve_factory("IVF", 200_000, 64) == f"IVF{auto_nlist(200_000)},Flat" == "IVF1789,Flat"
+    assert resolve_factory("IVF-PQ", 200_000, 64) == "IVF1789,PQ16x8"
+    assert resolve_factory("HNSW", 10, 64) == "HNSW32"
+    assert resolve_factory("IVF256,SQ8", 10, 64) == "IVF256,SQ8"
+    assert auto_nlist(2000) == 51 and auto_nlist(10) == 1
+    assert pq_subquantizers(65) == 13 and pq_subquantizers(64) == 16
+
+
+@needs_faiss
+def test_faiss_small_catalogue_falls_back_to_flat(tmp_path: Path) -> None:
+    retriever = create_retriever("faiss", index="IVF1024,PQ8", num_threads=1).fit(make_vectors(300, 16, 49))
+    assert retriever.index_description.startswith("Flat (exact")
+    loaded = type(retriever).load(retriever.save(tmp_path / "index"))
+    assert loaded.index_description == retriever.index_description
+    truth, _ = brute_force_topk(make_vectors(300, 16, 49), make_vectors(20, 16, 50), 5)
+    np.testing.assert_array_equal(loaded.query(make_vectors(20, 16, 50), 5)[0], truth)
+
+
+@needs_faiss
+def test_faiss_bad_factory_string_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="factory"):
+        create_retriever("faiss", index="NotAnIndex42").fit(make_vectors(100, 8, 51))
+    for bad in ({"index": ""}, {"mips": "dot"}, {"rescore": "sometimes"}, {"nprobe": 0}, {"efSearch": -1}, {"k_factor": 0}):
+        with pytest.raises(UsageError):
+            create_retriever("faiss", **bad)
+
+
+@needs_faiss
+def test_faiss_nprobe_and_efsearch_change_answers_without_rebuild() -> None:
+    items = clustered(6000, 16, 52)
+    queries = clustered(150, 16, 53)
+    truth, _ = brute_force_topk(items, queries, 10)
+    ivf = create_retriever("faiss", index="IVF", num_threads=1).fit(items)
+    faiss_index = ivf.faiss_index
+    low = recall_at_k(ivf.set_query_params(nprobe=1).query(queries, 10)[0], truth)
+    high = recall_at_k(ivf.set_query_params(nprobe=64).query(queries, 10)[0], truth)
+    assert high > low and high >= 0.99 and ivf.faiss_index is faiss_index
+    hnsw = create_retriever("faiss", index="HNSW8", efSearch=1, num_threads=1).fit(items)
+    ids, _ = hnsw.query(queries, 50)  # efSearch is raised to k: every row is full
+    assert (ids >= 0).all()
+    assert recall_at_k(hnsw.set_query_params(efSearch=256).query(queries, 10)[0], truth) >= 0.95
+
+
+@needs_faiss
+def test_faiss_pq_scores_are_exact_when_rescored_and_approximate_otherwise() -> None:
+    items = clustered(3000, 16, 54)
+    queries = clustered(50, 16, 55)
+    exact_scores = lambda ids: np.take_along_axis(queries.astype(np.float64) @ items.T.astype(np.float64), ids, 1)  # noqa: E731
+    rescored = create_retriever("faiss", index="IVF-PQ", nprobe=16, k_factor=4, num_threads=1).fit(items)
+    ids, scores = rescored.query(queries, 10)
+    np.testing.assert_allclose(scores, exact_scores(ids), rtol=1e-4, atol=1e-3)
+    approximate = create_retriever("faiss", index="IVF-PQ", nprobe=16, rescore=False, num_threads=1).fit(items)
+    ids, scores = approximate.query(queries, 10)
+    assert (np.diff(scores, axis=1) <= 0).all() and not np.allclose(scores, exact_scores(ids), rtol=1e-4)
+    assert approximate.memory_bytes() < rescored.memory_bytes()
+
+
+@needs_faiss
+def test_faiss_l2_transform_refits_when_an_added_vector_is_longer() -> None:
+    items = np.array(make_vectors(2000, 16, 56))
+    queries = np.array(make_vectors(40, 16, 57))
+    retriever = create_retriever("faiss", index="Flat", mips="l2", num_threads=1).fit(items[:1500])
+    retriever.add(items[1500:] * 10.0, ids=np.arange(1500, 2000))
+    full = np.vstack([items[:1500], items[1500:] * 10.0])
+    truth, _ = brute_force_topk(full, queries, 10)
+    np.testing.assert_array_equal(retriever.query(queries, 10)[0], truth)
+
+
+def test_exact_batches_run_on_threads_and_restore_the_torch_setting() -> None:
+    items = np.array(make_vectors(5000, 8, 58))
+    queries = np.array(make_vectors(300, 8, 59))
+    truth, _ = brute_force_topk(items, queries, 10)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        for retriever in (ExactRetriever(chunk_size=32).fit(items), GroupedExact(chunk_size=32).fit(items)):
+            np.testing.assert_array_equal(retriever.query(queries, 10)[0], truth)
+            assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(previous)

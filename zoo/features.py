@@ -19,6 +19,10 @@ from typing import Any
 from zoo.errors import UsageError
 
 POOLINGS = ("mean", "sum", None)
+
+#: batch column of sequence windows holding the item after each input position (0 where none);
+#: models trained on every position read their targets from it (see ``zoo.data.match``)
+NEXT_ITEM = "next_item_id"
 _POOLING_ALIASES = {"concat": None, "none": None, "avg": "mean"}
 
 

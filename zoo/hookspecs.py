@@ -85,7 +85,7 @@ class ZooSpecs:
 
             @zoo.hookimpl
             def zoo_run_finished(report):
-                print(report.run_dir, report.metrics["exact"]["hitrate@10"])
+                print(report.run_dir, report.metrics["exact"]["hitrate@10"], file=sys.stderr)
         """
 
 

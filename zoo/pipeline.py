@@ -205,6 +205,8 @@ def train_model(config: RunConfig, *, registry: Registry | None = None, progress
         if value is not None:
             params[key] = value
     trainer_cfg, model_cfg = split_params(params, model_spec.defaults)
+    if "mode" in params and "negatives" not in params:
+        trainer_cfg["negatives"] = "auto"  # the preset's negatives belong to the preset's mode
     mode = int(trainer_cfg["mode"])
     if mode not in model_spec.train_modes:
         raise UsageError(f"--param mode={mode}: model '{model_spec.name}' trains in modes {list(model_spec.train_modes)}")

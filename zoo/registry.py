@@ -132,6 +132,17 @@ def default_registry(plugin_paths: Sequence[str | os.PathLike[str]] = ()) -> Reg
     return _DEFAULT[key]
 
 
+def set_default_registry(registry: Registry | None, plugin_paths: Sequence[str | os.PathLike[str]] = ()) -> Registry | None:
+    """Make ``registry`` the process default for ``plugin_paths`` (None forgets it); returns the previous one."""
+    key = tuple(str(p) for p in plugin_paths)
+    previous = _DEFAULT.get(key)
+    if registry is None:
+        _DEFAULT.pop(key, None)
+    else:
+        _DEFAULT[key] = registry
+    return previous
+
+
 def reset_default_registry() -> None:
     """Forget cached registries (tests that install or remove plugins call this)."""
     _DEFAULT.clear()

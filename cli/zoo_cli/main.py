@@ -22,17 +22,18 @@ from zoo_cli.output import stderr
 
 CORE_COMMANDS = ("run", "plugins", "models", "retrievers", "datasets", "doctor", "data", "plugin", "bench", "report")
 
-_WARNED: weakref.WeakSet = weakref.WeakSet()  # registries whose failed plugins were already reported
+_WARNED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # registry -> lines already printed
 
 
 def _warn_plugin_failures() -> None:
-    """One warning line on stderr per failed plugin, once per registry."""
+    """One warning line on stderr per failed plugin, each once; a hook that raises while the command
+    runs is reported when it ends (main's ``finally``)."""
     registry = state.registry()
-    if registry in _WARNED:
-        return
-    _WARNED.add(registry)
+    printed = _WARNED.setdefault(registry, set())
     for line in registry.manager.warning_lines():
-        stderr.print(line, highlight=False, markup=False)
+        if line not in printed:
+            printed.add(line)
+            stderr.print(line, highlight=False, markup=False)
 
 
 def _version(value: bool) -> None:
@@ -65,12 +66,19 @@ def build_app() -> typer.Typer:
     )
     app.callback()(_root)
     app.command("run")(run_command.run)
+    from zoo_cli.commands import bench as bench_command
+
+    app.command("bench")(bench_command.bench)
+    app.command("report")(bench_command.report)
     app.command("models")(listing.models)
     app.command("retrievers")(listing.retrievers)
     app.command("datasets")(listing.datasets)
     app.command("plugins")(listing.plugins)
     app.command("doctor")(doctor.doctor)
     app.add_typer(data.app, name="data")
+    from zoo_cli.commands import plugin as plugin_command
+
+    app.add_typer(plugin_command.app, name="plugin")
     try:
         manager = state.registry().manager
     except ZooError as exc:  # ZOO_STRICT_PLUGINS with a broken plugin

@@ -21,10 +21,9 @@ from zoo.data.encoder import FIRST_CODE, FeatureEncoder
 from zoo.data.interactions import Interactions
 from zoo.data.protocol import Protocol
 from zoo.errors import DataError
-from zoo.features import Schema
+from zoo.features import NEXT_ITEM, Schema
 
 TRAIN, VALID, TEST = 0, 1, 2
-NEXT_ITEM = "next_item_id"
 Batch = dict[str, torch.Tensor]
 
 

@@ -10,11 +10,21 @@ Every retriever backend, built-in or third-party, runs the same tests by subclas
         retriever_name = "my-index"          # created through the registry...
         params = {"search_k": 5000}          # ...with generous settings for the recall floor
         recall_floor = 0.9
+        deterministic_params = {"num_threads": 1}  # optional: settings that make builds reproducible
 
     # or, without installing the plugin, override the factory:
     class TestMyIndexDirect(RetrieverConformance):
         def make_retriever(self, metric="ip", **params):
             return MyIndex(metric=metric, **{"search_k": 5000, **params})
+
+What the suite checks: shapes and dtypes, sorted higher-is-better scores, ``-1`` / ``-inf`` padding
+when ``k`` exceeds the catalogue, ``k = 0`` / empty / wrong-dimension / NaN queries rejected with a
+clear ``UsageError``, the same answers for float64, Fortran-ordered, strided or list input, for one
+batch or its parts, and from concurrent threads; multi-interest queries merged by best score; recall
+against brute force above :attr:`RetrieverConformance.recall_floor` for inner product and cosine;
+``add`` after ``fit`` (or a clear refusal); parameter defaults that match the spec; save/load round
+trips that answer identically; truncated, corrupted, missing or inconsistent index files rejected
+with ``ModelFileError`` (never a crash); reproducible builds under ``deterministic_params``.
 
 To opt out of one test (say why), override it in the subclass and call ``pytest.skip(reason)``.
 The data are fixed-seed numpy random vectors (2,000 x 32 by default), so the suite is fast and
@@ -38,6 +48,7 @@ from zoo.retrieval.base import HEADER_FILE, Retriever, normalize_rows
 __all__ = [
     "RetrieverConformance",
     "brute_force_topk",
+    "embedding_like",
     "make_vectors",
     "recall_at_k",
     "similarity",
@@ -56,6 +67,68 @@ def make_vectors(n: int, dim: int, seed: int = 0, spread_norms: bool = False) ->
     vectors = rng.standard_normal((n, dim), dtype=np.float32)
     if spread_norms:
         vectors *= np.exp(rng.normal(0.0, 1.5, size=(n, 1))).astype(np.float32)
+    vectors.setflags(write=False)
+    return vectors
+
+
+@lru_cache(maxsize=8)
+def embedding_like(
+    n: int,
+    dim: int,
+    seed: int = 0,
+    *,
+    queries: bool = False,
+    clusters: int = 256,
+    norm_spread: float = 0.35,
+    structure_seed: int = 1234,
+) -> np.ndarray:
+    """Fixed-seed float32 vectors shaped like a trained two-tower model's embeddings (read-only, cached).
+
+    Isotropic Gaussian noise is the hardest input for any ANN index and unlike trained embeddings;
+    these vectors have the properties that matter instead:
+
+    * **low effective rank**: coordinates in a random rotation of a spectrum decaying as
+      ``1 / sqrt(i)`` (most variance in a few directions, a long tail of small ones);
+    * **clusters** (``clusters``, 256 by default) of Zipf-distributed sizes, around which
+      items spread with half the centres' scale (genres, categories);
+    * **norms** that vary log-normally with ``norm_spread`` (inner-product training inflates popular
+      items' norms);
+    * with ``queries=True``, *user* vectors: the mean of 8 to 32 items drawn from one to three
+      clusters plus noise, as a pooled history or a user tower produces.
+
+    The rotation and the cluster centres come from ``structure_seed``, shared by items and queries;
+    ``seed`` draws the members, so items and queries of the same ``n``/``dim`` family match.
+    """
+    structure = np.random.default_rng(structure_seed)
+    n_clusters = max(1, int(clusters))
+    spectrum = 1.0 / np.sqrt(np.arange(1, dim + 1, dtype=np.float64))
+    rotation, _ = np.linalg.qr(structure.standard_normal((dim, dim)))
+    centres = (structure.standard_normal((n_clusters, dim)) * spectrum) @ rotation.T
+    popularity = 1.0 / np.arange(1, n_clusters + 1, dtype=np.float64)  # Zipf cluster sizes
+    popularity /= popularity.sum()
+    rng = np.random.default_rng(seed)
+
+    def items_of(count: int, chosen: np.ndarray) -> np.ndarray:
+        spread = (rng.standard_normal((count, dim)) * spectrum * 0.5) @ rotation.T
+        return centres[chosen] + spread
+
+    if not queries:
+        chosen = rng.choice(n_clusters, size=n, p=popularity)
+        vectors = items_of(n, chosen)
+        vectors *= np.exp(rng.normal(0.0, norm_spread, size=(n, 1)))
+    else:
+        vectors = np.empty((n, dim))
+        history = rng.integers(8, 33, size=n)
+        interests = rng.integers(1, 4, size=n)
+        for size in np.unique(history):  # vectorised per history length
+            rows = np.flatnonzero(history == size)
+            picks = rng.choice(n_clusters, size=(rows.size, 3), p=popularity)
+            which = rng.integers(0, interests[rows][:, None], size=(rows.size, size))
+            chosen = np.take_along_axis(picks, which, axis=1).reshape(-1)
+            members = items_of(chosen.size, chosen).reshape(rows.size, size, dim)
+            vectors[rows] = members.mean(axis=1)
+        vectors += (rng.standard_normal((n, dim)) * spectrum * 0.1) @ rotation.T
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     vectors.setflags(write=False)
     return vectors
 
@@ -118,6 +191,8 @@ class RetrieverConformance:
     n_queries: ClassVar[int] = 200
     seed: ClassVar[int] = 2024
     topk: ClassVar[int] = 10
+    #: parameters that make a build deterministic (e.g. ``{"num_threads": 1}``); ``None`` skips the test
+    deterministic_params: ClassVar[dict[str, Any] | None] = None
 
     # -- hooks a subclass may override ------------------------------------------------------
     def make_retriever(self, metric: str = "ip", **params: Any) -> Retriever:
@@ -161,6 +236,17 @@ class RetrieverConformance:
         assert set(spec.build_params) == set(cls.build_param_names)
         assert set(spec.query_params) == set(cls.query_param_names)
         assert spec.supports_add == cls.supports_add
+
+    def test_spec_defaults_match_class_defaults(self) -> None:
+        if not self.retriever_name:
+            pytest.skip("no retriever_name: the retriever is not created through the registry")
+        from zoo.registry import default_registry
+
+        spec = default_registry().retriever(self.retriever_name)
+        direct = spec.load()(metric="ip")  # no parameters: the class's own defaults (it may fill none)
+        for own, declared in ((direct.build_params, spec.build_params), (direct.query_params, spec.query_params)):
+            drift = {k: (v, declared.get(k)) for k, v in own.items() if k in declared and declared[k] != v}
+            assert not drift, f"class defaults differ from the spec's (class, spec): {drift}"
 
     # -- output format -----------------------------------------------------------------------------
     def test_query_shapes_and_dtypes(self, fitted: Retriever) -> None:
@@ -229,8 +315,10 @@ class RetrieverConformance:
         assert ids.shape == (3, 4)
 
     def test_empty_query_rejected(self, fitted: Retriever) -> None:
-        with pytest.raises(UsageError):
+        with pytest.raises(UsageError, match="query"):
             fitted.query(np.empty((0, self.dim), dtype=np.float32), self.topk)
+        with pytest.raises(UsageError, match="query"):
+            fitted.query(np.empty((0, 3, self.dim), dtype=np.float32), self.topk)
 
     def test_wrong_dimension_rejected(self, fitted: Retriever) -> None:
         with pytest.raises(UsageError, match=rf"dimension {self.dim + 1}.*dimension {self.dim}"):
@@ -314,6 +402,95 @@ class RetrieverConformance:
         # With such spread norms the inner-product ranking is very different: cosine was applied.
         ip_truth, _ = brute_force_topk(items, queries, self.topk, "ip")
         assert recall_at_k(ids, ip_truth) < 0.5
+
+    # -- inputs a serving system sends -----------------------------------------------------------
+    def test_other_dtypes_and_layouts_give_the_same_answers(self, fitted: Retriever) -> None:
+        queries = np.array(self.queries[:40])
+        expected, _ = fitted.query(queries, self.topk)
+        for variant in (
+            queries.astype(np.float64),
+            np.asfortranarray(queries),
+            np.repeat(queries, 2, axis=0)[::2],  # a strided view
+            queries.tolist(),
+        ):
+            got, _ = fitted.query(variant, self.topk)
+            np.testing.assert_array_equal(got, expected)
+
+    def test_query_does_not_modify_its_input(self) -> None:
+        retriever = self.make_retriever("cosine").fit(self.items)
+        queries = np.array(self.queries[:20]) * 3.0
+        before = queries.copy()
+        retriever.query(queries, self.topk)
+        np.testing.assert_array_equal(queries, before)
+
+    def test_batches_and_single_rows_agree(self, fitted: Retriever) -> None:
+        whole, whole_scores = fitted.query(self.queries, self.topk)
+        parts = [fitted.query(self.queries[lo : lo + 37], self.topk)[0] for lo in range(0, self.n_queries, 37)]
+        np.testing.assert_array_equal(np.vstack(parts), whole)
+        for row in (0, 7, self.n_queries - 1):
+            one, one_scores = fitted.query(self.queries[row], self.topk)
+            np.testing.assert_array_equal(one, whole[row])
+            np.testing.assert_allclose(one_scores, whole_scores[row], rtol=1e-5, atol=1e-5)
+
+    def test_concurrent_queries_agree(self, fitted: Retriever) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        expected, _ = fitted.query(self.queries, self.topk)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(lambda _: fitted.query(self.queries, self.topk)[0], range(4)))
+        for got in results:
+            np.testing.assert_array_equal(got, expected)
+
+    def test_zero_query_vector(self) -> None:
+        for metric in ("ip", "cosine"):
+            retriever = self.make_retriever(metric).fit(self.items[:300])
+            ids, scores = retriever.query(np.zeros(self.dim, dtype=np.float32), self.topk)
+            assert ids.shape == (self.topk,) and (ids >= 0).all() and len(set(ids.tolist())) == self.topk
+            np.testing.assert_allclose(scores, 0.0, atol=1e-5)
+
+    def test_duplicate_item_vectors(self) -> None:
+        items = np.array(self.items[:400])
+        items[100:300] = items[0]  # many identical vectors (e.g. untrained cold items)
+        retriever = self.make_retriever("ip").fit(items)
+        ids, scores = retriever.query(items[0] * 2.0, 50)
+        assert len(set(ids.tolist())) == 50 and (ids >= 0).all()
+        assert (np.diff(scores) <= 0).all()
+        ids, _ = retriever.query(self.queries[:10], 400)
+        np.testing.assert_array_equal(np.sort(ids, axis=1), np.tile(np.arange(400), (10, 1)))
+
+    # -- multi-interest users ---------------------------------------------------------------------
+    def test_multi_interest_queries_merge_by_best_score(self, fitted: Retriever) -> None:
+        from zoo.retrieval.merge import query_interests
+
+        users = self.n_queries // 3
+        interests = self.queries[: users * 3].reshape(users, 3, self.dim)  # [users, 3 interests, d]
+        ids, scores = query_interests(fitted, interests, self.topk)
+        assert ids.shape == scores.shape == (users, self.topk)
+        assert ids.dtype == np.int64 and scores.dtype == np.float32
+        ordered = np.sort(ids, axis=1)
+        assert (ordered[:, 1:] != ordered[:, :-1]).all()
+        assert (np.diff(scores, axis=1) <= 0).all()
+        best = similarity(self.items, interests.reshape(-1, self.dim)).reshape(users, 3, -1).max(axis=1)
+        truth = np.argsort(-best, axis=1, kind="stable")[:, : self.topk]
+        assert recall_at_k(ids, truth) >= self.recall_floor
+
+    # -- determinism -----------------------------------------------------------------------------
+    def test_deterministic_build(self) -> None:
+        if self.deterministic_params is None:
+            pytest.skip("deterministic_params not set: the backend's builds are not claimed to be reproducible")
+        first = self.make_retriever("ip", **self.deterministic_params).fit(self.items)
+        second = self.make_retriever("ip", **self.deterministic_params).fit(self.items)
+        a, a_scores = first.query(self.queries, self.topk)
+        b, b_scores = second.query(self.queries, self.topk)
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a_scores, b_scores)
+
+    def test_memory_report(self, fitted: Retriever) -> None:
+        reporter = getattr(fitted, "memory_bytes", None)
+        if not callable(reporter):
+            pytest.skip("the retriever does not report its memory (optional memory_bytes())")
+        value = reporter()
+        assert value is None or (isinstance(value, int) and value > 0)
 
     # -- add -------------------------------------------------------------------------------------------
     def test_add_after_fit(self) -> None:

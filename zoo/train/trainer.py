@@ -261,7 +261,9 @@ class MatchTrainer:
             pos_item = pos_item[out.valid] if pos_item is not None else None
             labels = labels[out.valid] if labels is not None and labels.shape[0] == out.valid.shape[0] else labels
         if pos_item is None:
-            pos_item = self._positive_vectors(batch, pos_ids)
+            # The batch's own item columns describe the positives only when rows are the batch's rows.
+            same_rows = out.valid is None and out.user.shape[0] == batch[model.item_id_feature].shape[0]
+            pos_item = self._positive_vectors(batch, pos_ids) if same_rows else model.item_vectors(pos_ids)
         tau = model.temperature
         if self.mode == 0 and labels is not None:
             return losses.labelled_loss(model.score(user, pos_item) / tau, labels)

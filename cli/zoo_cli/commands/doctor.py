@@ -29,6 +29,8 @@ def doctor() -> None:
                 stdout.print(f"{kind} '{spec.name}' is unavailable: {spec.install_hint()}", highlight=False)
     for record in registry.manager.failures:
         stdout.rule(f"{record.name}: {record.display_status}")
-        stdout.print(record.traceback or record.problem, highlight=False, markup=False)
+        stdout.print(record.problem, highlight=False, markup=False, soft_wrap=True)
+        if record.traceback:
+            stdout.print(record.traceback, highlight=False, markup=False)
     if not registry.manager.failures:
         stdout.print("all plugins loaded", highlight=False)

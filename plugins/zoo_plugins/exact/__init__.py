@@ -17,10 +17,10 @@ def zoo_register_retrievers() -> list[RetrieverSpec]:
         RetrieverSpec(
             name="exact",
             factory="zoo_plugins.exact.retriever:ExactRetriever",
-            description="Exact top-k by torch matmul in query chunks, on CPU or GPU (the ground truth)",
+            description="Exact top-k by torch matmul (grouped top-k selection), on CPU or GPU: the ground truth",
             requires=("torch",),
             build_params={"device": "cpu"},
-            query_params={"chunk_size": 1024},
+            query_params={"chunk_size": "auto"},
             supports_add=True,
             supports_gpu=True,
         )

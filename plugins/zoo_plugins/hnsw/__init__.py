@@ -18,7 +18,7 @@ def zoo_register_retrievers() -> list[RetrieverSpec]:
             factory="zoo_plugins.hnsw.retriever:HnswRetriever",
             description="HNSW graph index (hnswlib, inner product); fast approximate top-k on CPU",
             requires=("hnswlib",),
-            build_params={"M": 16, "ef_construction": 200, "seed": 100, "num_threads": -1},
+            build_params={"M": 32, "ef_construction": 200, "seed": 100, "num_threads": -1},
             query_params={"ef": 64},
             supports_add=True,
         )

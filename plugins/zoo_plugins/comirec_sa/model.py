@@ -1,0 +1,145 @@
+"""ComiRec-SA: the self-attentive multi-interest model of ComiRec (Cen et al., KDD 2020).
+
+Constructor in the seed's style (as MIND)::
+
+    ComirecSA(user_features, history_features, item_features, neg_item_feature,
+              max_length=50, temperature=1.0, interest_num=4)
+
+User tower: the history's embeddings ``E`` [L, D] (plus learned positional embeddings ``P`` for the
+scoring only) give ``A = softmax_L(W2 tanh(W1 (E + P)))`` [K, L] over the real positions (padding gets
+weight 0) and the interests ``A E`` [K, D], L2-normalised: ``[B, K, D]`` (``[B, D]`` for ``interest_num=1``). Item tower: the mean of the
+item features' embeddings, L2-normalised. Logits are ``score / temperature``.
+
+Training reads out the interest that scores the positive highest (hard, argmax; the base class's
+``select_interest``); at inference every interest is queried and the core merges by best score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from zoo.errors import UsageError
+from zoo.features import Feature
+from zoo.models.base import Batch, RecallModel
+from zoo.nn import MLP
+from zoo.nn.interests import InterestInputs, SelfAttentiveInterests
+
+
+class ComirecSA(RecallModel):
+    """ComiRec-SA (see the module docstring).
+
+    Args:
+        user_features: user features; read only with ``profile=True`` (ComiRec itself uses the history
+            alone).
+        history_features: the behaviour sequence (a ``SequenceFeature``); its ``embed_dim`` is D.
+        item_features: the item id first, then side features (same ``embed_dim``).
+        neg_item_feature: the seed's negative-items column, if any.
+        max_length: history positions read (the most recent).
+        temperature: logits are ``cosine / temperature``.
+        interest_num: K.
+        hidden_dim: width ``d_a`` of the attention's hidden layer (default ``4 * D``, as ComiRec).
+        positional: learned positional embeddings in the attention scores.
+        profile: concatenate the user features to each interest and map back to D with an MLP
+            (``profile_dims`` hidden layers).
+        profile_dims: hidden layers of that MLP.
+        item_side: average the item side features into item vectors (False: the item id embedding).
+        embedding_init_std: standard deviation of the embedding initialisation.
+    """
+
+    registry_name = "comirec-sa"
+    family = "multi_interest"
+    train_modes = (0, 1, 2)
+    training_data = "samples"
+
+    def __init__(
+        self,
+        user_features: Sequence[Feature],
+        history_features: Sequence[Feature],
+        item_features: Sequence[Feature],
+        neg_item_feature: Sequence[Feature] | None = None,
+        max_length: int = 50,
+        temperature: float = 1.0,
+        interest_num: int = 4,
+        *,
+        hidden_dim: int | None = None,
+        positional: bool = True,
+        profile: bool = False,
+        profile_dims: Sequence[int] = (),
+        item_side: bool = True,
+        embedding_init_std: float = 0.05,
+    ) -> None:
+        history_features = list(history_features or [])
+        if not history_features:
+            raise UsageError("ComirecSA: history_features must hold the behaviour sequence (a SequenceFeature)")
+        if int(interest_num) < 1:
+            raise UsageError(f"ComirecSA: interest_num must be >= 1, got {interest_num}")
+        dim = history_features[0].embed_dim
+        hidden = int(hidden_dim) if hidden_dim else 4 * dim
+        super().__init__(
+            user_features=user_features,
+            item_features=item_features,
+            temperature=temperature,
+            history_features=history_features,
+            neg_item_feature=neg_item_feature,
+            config={
+                "max_length": int(max_length),
+                "interest_num": int(interest_num),
+                "hidden_dim": hidden,
+                "positional": bool(positional),
+                "profile": bool(profile),
+                "profile_dims": [int(d) for d in profile_dims],
+                "item_side": bool(item_side),
+                "embedding_init_std": float(embedding_init_std),
+            },
+        )
+        self.max_length = int(max_length)
+        self.interest_num = int(interest_num)
+        self.inputs = InterestInputs(
+            self.user_features, self.history_features, self.item_features, max_length=self.max_length,
+            item_side=item_side, init_std=embedding_init_std, use_profile=profile, owner="ComirecSA",
+        )
+        self.extractor = SelfAttentiveInterests(dim, self.interest_num, hidden, self.max_length, positional=positional)
+        self.profile_mlp = (
+            MLP(dim + self.inputs.profile_dim, [*[int(d) for d in profile_dims], dim]) if profile else None
+        )
+        self.output_dim = dim
+
+    @property
+    def num_interests(self) -> int:
+        return self.interest_num
+
+    def attention(self, batch: Batch) -> torch.Tensor:
+        """The attention weights [B, K, L] over the (right-aligned) history positions."""
+        values, mask = self.inputs.sequence(batch)
+        return self.extractor.attention(values, mask)
+
+    def user_tower(self, batch: Batch) -> torch.Tensor:
+        values, mask = self.inputs.sequence(batch)
+        interests = self.extractor(values, mask)  # [B, K, D]
+        if self.profile_mlp is not None:
+            profile = self.inputs.profile(batch, (values, mask))
+            if profile is not None:
+                interests = torch.cat([interests, profile.unsqueeze(1).expand(-1, self.interest_num, -1)], dim=-1)
+            interests = self.profile_mlp(interests)
+        interests = F.normalize(interests, dim=-1)
+        return interests.squeeze(1) if self.interest_num == 1 else interests
+
+    def item_tower(self, batch: Batch) -> torch.Tensor:
+        return F.normalize(self.inputs.items(batch), dim=-1)
+
+    @classmethod
+    def from_schema(cls, schema: Any, **params: Any) -> ComirecSA:
+        """Build from a dataset schema (``zoo run``): the raw history, the item id (plus side features
+        with ``item_side``), user features for ``profile=True``, all at ``embed_dim``."""
+        embed_dim = int(params.pop("embed_dim", 64))
+        history = [schema.history(embed_dim, pooling=None)]
+        user_features: list[Feature] = schema.user_sparse(embed_dim)
+        params.setdefault("max_length", schema.history_len)
+        return cls(user_features, history, schema.item_features(embed_dim), **params)
+
+
+__all__ = ["ComirecSA"]

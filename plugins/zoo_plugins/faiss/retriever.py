@@ -1,0 +1,392 @@
+"""Faiss retrieval: any index built from a factory string, inner product or cosine.
+
+``index`` is a faiss index-factory string (``"Flat"``, ``"IVF1024,Flat"``, ``"IVF1024,PQ16"``,
+``"HNSW32"``, ``"IVF4096_HNSW32,SQ8"``...) or one of the shorthands, sized from the catalogue when
+the index is built:
+
+=============  =====================================================================================
+``"Flat"``     exact brute force (``IndexFlatIP``)
+``"IVF"``      ``IVF{nlist},Flat`` with ``nlist = 4 sqrt(n)`` (at most ``n / 39``, so every list has
+               enough training points)
+``"IVF-PQ"``   ``IVF{nlist},PQ{m}x{bits}`` with ``m`` the divisor of the dimension closest to
+               ``dim / 4`` and 8-bit codes (``m`` bytes per vector; fewer bits below 10k vectors,
+               so that every PQ centroid has 39 training points)
+``"HNSW"``     ``HNSW32`` (flat storage)
+=============  =====================================================================================
+
+IVF (and PQ) indexes are trained on the vectors they index, with ``seed`` for k-means. When the
+catalogue has fewer vectors than the index needs to train (fewer than ``nlist`` lists, or fewer than
+the 256 PQ centroids), the retriever falls back to an exact ``Flat`` index and says so in
+:attr:`FaissRetriever.index_description` and the saved header.
+
+Query parameters (changed without rebuilding): ``nprobe`` (IVF lists visited), ``efSearch`` (HNSW
+candidate list, raised to the number of candidates asked for), ``k_factor`` (with rescoring, fetch
+``k * k_factor`` candidates and keep the exact best ``k``). A parameter the index does not use is
+ignored.
+
+Inner product is native in faiss (``mips="native"``). ``mips="l2"`` applies the MIPS-to-L2 transform
+instead (an L2 index over ``[x, sqrt(M^2 - |x|^2)]``), which often suits graph indexes better.
+Scores are exact inner products: lossless indexes (``Flat`` storage) report faiss's own, and lossy
+encodings (PQ, SQ) or the L2 transform are rescored from a float32 copy of the vectors
+(``rescore="auto"``; ``rescore=False`` keeps faiss's approximate scores and saves that memory).
+
+``num_threads`` (``-1`` = all cores) is used for building and querying; ``1`` makes a build
+deterministic. Batched queries run in parallel inside faiss (OpenMP).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from zoo.errors import ModelFileError, UsageError
+from zoo.retrieval.base import Retriever
+from zoo.retrieval.transforms import MipsToL2, rescore
+
+INDEX_FILE = "faiss.index"
+VECTORS_FILE = "vectors.npy"
+DEFAULTS: dict[str, Any] = {
+    "index": "HNSW",
+    "mips": "native",
+    "rescore": "auto",
+    "seed": 1234,
+    "num_threads": -1,
+    "nprobe": 32,
+    "efSearch": 128,
+    "k_factor": 1,
+}
+MIPS_MODES = ("native", "l2")
+SHORTHANDS = ("Flat", "IVF", "IVF-PQ", "HNSW")
+_LOSSLESS = ("IndexFlat", "IndexFlatIP", "IndexFlatL2", "IndexIVFFlat", "IndexHNSWFlat", "IndexIVFFlatDedup")
+
+
+def available_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def omp_threads(threads: int) -> Iterator[None]:
+    """Run faiss with ``threads`` OpenMP threads, restoring the previous setting afterwards."""
+    previous = faiss.omp_get_max_threads()
+    if threads != previous:
+        faiss.omp_set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if threads != previous:
+            faiss.omp_set_num_threads(previous)
+
+
+def _int_param(name: str, value: Any, *, minimum: int, allow: tuple[int, ...] = ()) -> int:
+    ok = not isinstance(value, bool) and isinstance(value, (int, np.integer)) and (value >= minimum or value in allow)
+    if not ok:
+        extra = "".join(f" or {a}" for a in allow)
+        raise UsageError(f"retriever 'faiss': {name} must be an integer >= {minimum}{extra}, got {value!r}")
+    return int(value)
+
+
+def auto_nlist(n: int) -> int:
+    """IVF lists for ``n`` vectors: ``4 sqrt(n)``, at most ``n / 39`` (faiss's minimum points per list)."""
+    return max(1, min(int(round(4 * math.sqrt(n))), n // 39))
+
+
+def pq_subquantizers(dim: int) -> int:
+    """The divisor of ``dim`` closest to ``dim / 4`` (each sub-quantizer codes about 4 dimensions)."""
+    divisors = [m for m in range(1, dim + 1) if dim % m == 0]
+    return min(divisors, key=lambda m: (abs(m - dim / 4), -m))
+
+
+def pq_bits(n: int) -> int:
+    """Bits per PQ code for ``n`` training vectors: 8, or fewer so that every centroid gets 39 points."""
+    return int(min(8, max(1, math.floor(math.log2(max(n, 2) / 39))))) if n >= 78 else 1
+
+
+def resolve_factory(index: str, n: int, dim: int) -> str:
+    """A faiss factory string for ``index`` (a shorthand or a factory string) over ``n`` x ``dim``."""
+    key = index.strip()
+    if key.lower() == "flat":
+        return "Flat"
+    if key.upper() == "IVF":
+        return f"IVF{auto_nlist(n)},Flat"
+    if key.upper() in ("IVF-PQ", "IVFPQ"):
+        return f"IVF{auto_nlist(n)},PQ{pq_subquantizers(dim)}x{pq_bits(n)}"
+    if key.upper() == "HNSW":
+        return "HNSW32"
+    return key
+
+
+class FaissRetriever(Retriever):
+    """Approximate (or exact) top-k with a faiss index; ``supports_add``.
+
+    Args:
+        metric: ``"ip"`` or ``"cosine"``.
+        index: factory string or shorthand (``Flat``, ``IVF``, ``IVF-PQ``, ``HNSW``); build parameter.
+        mips: ``"native"`` (faiss inner product) or ``"l2"`` (MIPS-to-L2 transform); build parameter.
+        rescore: ``"auto"``, ``True`` or ``False``: keep a float32 copy and rescore candidates exactly
+            (``auto``: for lossy encodings and the L2 transform); build parameter.
+        seed: k-means seed for IVF / PQ training; build parameter.
+        num_threads: OpenMP threads for building and querying, ``-1`` = all cores.
+        nprobe, efSearch, k_factor: query parameters (see module docstring).
+    """
+
+    name = "faiss"
+    build_param_names = ("index", "mips", "rescore", "seed", "num_threads")
+    query_param_names = ("nprobe", "efSearch", "k_factor")
+    supports_add = True
+
+    def __init__(self, metric: str = "ip", **params: Any) -> None:
+        super().__init__(metric, **params)
+        for key in self.build_param_names:
+            self.build_params.setdefault(key, DEFAULTS[key])
+        for key in self.query_param_names:
+            self.query_params.setdefault(key, DEFAULTS[key])
+        if not isinstance(self.build_params["index"], str) or not self.build_params["index"].strip():
+            raise UsageError(
+                f"retriever 'faiss': index must be a faiss factory string or one of {', '.join(SHORTHANDS)},"
+                f" got {self.build_params['index']!r}"
+            )
+        if self.build_params["mips"] not in MIPS_MODES:
+            raise UsageError(f"retriever 'faiss': mips must be one of {', '.join(MIPS_MODES)}, got {self.build_params['mips']!r}")
+        if self.build_params["rescore"] not in ("auto", True, False):
+            raise UsageError(f"retriever 'faiss': rescore must be 'auto', true or false, got {self.build_params['rescore']!r}")
+        self._seed = _int_param("seed", self.build_params["seed"], minimum=0)
+        self._threads = _int_param("num_threads", self.build_params["num_threads"], minimum=1, allow=(-1,))
+        self._check_query_params()
+        self._index: Any = None
+        self._vectors: np.ndarray | None = None  # float32 copy (original space) when rescoring
+        self._transform: MipsToL2 | None = None
+        self.index_description = ""
+
+    @classmethod
+    def backend_version(cls) -> str:
+        try:
+            return f"faiss {importlib.metadata.version('faiss-cpu')}"
+        except importlib.metadata.PackageNotFoundError:  # pragma: no cover - faiss-gpu or a conda build
+            return f"faiss {getattr(faiss, '__version__', '')}".strip()
+
+    # -- properties ------------------------------------------------------------------------------------
+    @property
+    def _l2(self) -> bool:
+        return self.build_params["mips"] == "l2"
+
+    @property
+    def threads(self) -> int:
+        return available_cores() if self._threads == -1 else self._threads
+
+    @property
+    def faiss_index(self) -> Any:
+        """The underlying faiss index (for inspection; do not modify it)."""
+        return self._index
+
+    def header(self) -> dict[str, Any]:
+        header = super().header()
+        header["index_description"] = self.index_description
+        return header
+
+    def memory_bytes(self) -> int | None:
+        """Bytes held by the index (faiss's serialised size) plus the rescoring copy, if any."""
+        if self._index is None:
+            return None
+        size = int(faiss.serialize_index(self._index).nbytes)
+        return size + (0 if self._vectors is None else int(self._vectors.nbytes))
+
+    def _check_query_params(self) -> None:
+        self._nprobe = _int_param("nprobe", self.query_params["nprobe"], minimum=1)
+        self._ef_search = _int_param("efSearch", self.query_params["efSearch"], minimum=1)
+        self._k_factor = _int_param("k_factor", self.query_params["k_factor"], minimum=1)
+
+    # -- building ----------------------------------------------------------------------------------------
+    def _space(self, vectors: np.ndarray) -> np.ndarray:
+        return self._transform.items(vectors) if self._transform is not None else vectors
+
+    def _new_index(self, data: np.ndarray) -> tuple[Any, str, bool]:
+        """(untrained index, its description, whether it stores vectors losslessly)."""
+        n, dim = data.shape
+        description = resolve_factory(str(self.build_params["index"]), n, dim)
+        metric = faiss.METRIC_L2 if self._l2 else faiss.METRIC_INNER_PRODUCT
+        try:
+            index = faiss.index_factory(dim, description, metric)
+        except RuntimeError as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "invalid"
+            raise UsageError(
+                f"retriever 'faiss': index {description!r} is not a faiss factory string for dimension {dim}"
+                f" ({reason}); try Flat, IVF, IVF-PQ, HNSW or e.g. 'IVF1024,PQ16'"
+            ) from None
+        needed = self._training_size(index)
+        if needed > n:
+            index = faiss.IndexFlat(dim, metric)
+            description = f"Flat (exact: {n} vectors are too few to train {description!r}, which needs {needed})"
+        lossless = type(faiss.downcast_index(index)).__name__ in _LOSSLESS
+        return index, description, lossless
+
+    def _training_size(self, index: Any) -> int:
+        """Fewest vectors ``index`` can be trained on (0 when it needs no training); sets the k-means seeds."""
+        if index.is_trained:
+            return 0
+        needed = 1
+        try:
+            ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+        except RuntimeError:
+            ivf = None
+        if ivf is not None:
+            needed = max(needed, int(ivf.nlist))
+            ivf.cp.seed = self._seed
+        encoder = ivf if ivf is not None else faiss.downcast_index(index)
+        if getattr(encoder, "do_polysemous_training", False):
+            # The factory enables polysemous training for PQ ("np" disables it): slow, and only used by
+            # Hamming-filtered search, which this retriever never turns on.
+            encoder.do_polysemous_training = False
+        pq = getattr(encoder, "pq", None)
+        if pq is not None:
+            needed = max(needed, int(pq.ksub))
+            pq.cp.seed = self._seed
+        return needed
+
+    def _build(self, vectors: np.ndarray) -> None:
+        self._transform = MipsToL2.fit(vectors) if self._l2 else None
+        data = self._space(vectors)
+        index, description, lossless = self._new_index(data)
+        rescoring = self._l2 or (not lossless if self.build_params["rescore"] == "auto" else bool(self.build_params["rescore"]))
+        with omp_threads(self.threads):
+            if not index.is_trained:
+                index.train(data)
+            index.add(data)
+        self._index = index
+        self.index_description = description
+        self._vectors = np.array(vectors, dtype=np.float32, copy=True) if rescoring else None
+        self._apply_query_params()
+
+    def _add(self, vectors: np.ndarray, start: int) -> None:
+        if self._transform is not None and not self._transform.covers(vectors):
+            # A longer vector than any indexed one breaks the transform: rebuild over everything.
+            assert self._vectors is not None
+            self._build(np.vstack([self._vectors, vectors]))
+            return
+        with omp_threads(self.threads):
+            self._index.add(self._space(vectors))
+        if self._vectors is not None:
+            self._vectors = np.vstack([self._vectors, np.asarray(vectors, dtype=np.float32)])
+
+    # -- searching -----------------------------------------------------------------------------------------
+    def _ivf(self) -> Any:
+        try:
+            return faiss.extract_index_ivf(self._index)
+        except RuntimeError:
+            return None
+
+    def _hnsw_indexes(self) -> list[Any]:
+        found = []
+        top = faiss.downcast_index(self._index)
+        if hasattr(top, "hnsw"):
+            found.append(top)
+        ivf = self._ivf()
+        if ivf is not None:
+            quantizer = faiss.downcast_index(ivf.quantizer)
+            if hasattr(quantizer, "hnsw"):
+                found.append(quantizer)
+        return found
+
+    def _set_search_params(self, wanted: int, exhaustive: bool = False) -> None:
+        ivf = self._ivf()
+        if ivf is not None:
+            ivf.nprobe = int(ivf.nlist) if exhaustive else min(self._nprobe, int(ivf.nlist))
+        for index in self._hnsw_indexes():
+            index.hnsw.efSearch = max(self.count, wanted) if exhaustive else max(self._ef_search, wanted)
+
+    def _raw_search(self, data: np.ndarray, wanted: int) -> tuple[np.ndarray, np.ndarray]:
+        with omp_threads(self.threads):
+            distances, labels = self._index.search(data, wanted)
+        return labels.astype(np.int64, copy=False), distances
+
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        rescoring = self._vectors is not None
+        wanted = min(k * self._k_factor, self.count) if rescoring else k
+        data = self._transform.queries(queries) if self._transform is not None else queries
+        self._set_search_params(wanted)
+        labels, distances = self._raw_search(data, wanted)
+        short = np.flatnonzero((labels[:, :k] < 0).any(axis=1))
+        if short.size:
+            # Too few candidates (small nprobe or efSearch, or k close to the catalogue size): search those
+            # rows exhaustively, then by brute force if the index still cannot offer k items.
+            self._set_search_params(wanted, exhaustive=True)
+            try:
+                labels[short], distances[short] = self._raw_search(data[short], wanted)
+            finally:
+                self._set_search_params(wanted)
+            still = short[(labels[short, :k] < 0).any(axis=1)]
+            if still.size:
+                labels[still], distances[still] = self._brute_force(queries[still], wanted)
+        if rescoring:
+            assert self._vectors is not None
+            return rescore(self._vectors, queries, labels, k)
+        scores = np.where(labels >= 0, distances, -np.inf).astype(np.float32)
+        return labels[:, :k], scores[:, :k]
+
+    def _brute_force(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k inner products over the (stored or reconstructed) vectors."""
+        items = self._vectors
+        if items is None:
+            ivf = self._ivf()
+            if ivf is not None:
+                ivf.make_direct_map()
+            items = self._index.reconstruct_n(0, self.count)
+        scores = queries @ items.T
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return top.astype(np.int64), np.take_along_axis(scores, top, axis=1)
+
+    def _apply_query_params(self) -> None:
+        self._check_query_params()
+        if self._index is not None:
+            self._set_search_params(1)
+
+    # -- files -----------------------------------------------------------------------------------------------
+    def _save_index(self, directory: Path) -> None:
+        faiss.write_index(self._index, str(directory / INDEX_FILE))
+        if self._vectors is not None:
+            np.save(directory / VECTORS_FILE, self._vectors, allow_pickle=False)
+
+    def _load_index(self, directory: Path) -> None:
+        path = directory / INDEX_FILE
+        try:
+            index = faiss.read_index(str(path))
+        except (RuntimeError, OSError, MemoryError) as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise ModelFileError(f"{path}: faiss cannot read the index ({reason}); rebuild it") from None
+        expected_dim = int(self.dim or 0) + (1 if self._l2 else 0)
+        if index.d != expected_dim or index.ntotal != self.count:
+            raise ModelFileError(
+                f"{path}: holds {index.ntotal} vectors of dimension {index.d}, the header says {self.count} of"
+                f" dimension {expected_dim}; rebuild the index"
+            )
+        self._index = index
+        header = self.read_header(directory)
+        self.index_description = str(header.get("index_description", ""))
+        vectors_path = directory / VECTORS_FILE
+        if vectors_path.exists():
+            try:
+                vectors = np.load(vectors_path, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise ModelFileError(f"{vectors_path}: unreadable vector file ({exc}); rebuild the index") from exc
+            if vectors.dtype != np.float32 or vectors.shape != (self.count, self.dim):
+                raise ModelFileError(
+                    f"{vectors_path}: holds {vectors.dtype} {vectors.shape}, the header says float32"
+                    f" ({self.count}, {self.dim}); rebuild the index"
+                )
+            self._vectors = np.ascontiguousarray(vectors)
+        elif self._l2:
+            raise ModelFileError(f"{vectors_path}: missing; an index with mips='l2' needs it, rebuild the index")
+        if self._l2:
+            assert self._vectors is not None
+            self._transform = MipsToL2.fit(self._vectors)

@@ -1,0 +1,232 @@
+"""Benchmark grids: which build and query parameters ``zoo bench`` tries for each retriever.
+
+A grid file is plain TOML (or YAML, with PyYAML installed), one table per retriever, with the build
+parameters kept apart from the query parameters (ann-benchmarks style)::
+
+    [hnsw]
+    build = { M = [8, 16, 32], ef_construction = [200] }   # every combination is built once
+    query = { ef = [10, 16, 32, 64, 128] }                 # swept on each index, no rebuild
+
+    [[faiss]]                     # an array of tables: several build groups for one retriever,
+    build = { index = ["IVF"] }   # each with the query parameters that suit it
+    query = { nprobe = [1, 4, 16, 64] }
+
+    [[faiss]]
+    build = { index = ["HNSW"] }
+    query = { efSearch = [16, 64, 256] }
+
+A scalar stands for a one-element list. Parameters a group leaves out keep the retriever's defaults.
+Every retriever ships a default grid (``zoo/bench/grids/NAME.toml``); a ``--grid`` file replaces the
+default grid of each retriever it names. A retriever without any grid is measured once, at its
+defaults.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import UsageError
+
+__all__ = ["BuildGroup", "Grid", "default_grid", "load_grid_file", "parse_grid"]
+
+
+def canonical(params: Mapping[str, Any]) -> str:
+    """A stable text key for a parameter dict (sorted keys, JSON)."""
+    return json.dumps(dict(params), sort_keys=True, default=str, separators=(",", ":"))
+
+
+def _product(values: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
+    keys = list(values)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(values[k] for k in keys))]
+
+
+@dataclass(frozen=True)
+class BuildGroup:
+    """Build settings (each built once) and the query settings swept on each of them."""
+
+    build: dict[str, list[Any]] = field(default_factory=dict)
+    query: dict[str, list[Any]] = field(default_factory=dict)
+
+    def builds(self) -> list[dict[str, Any]]:
+        return _product(self.build)
+
+    def queries(self) -> list[dict[str, Any]]:
+        return _product(self.query)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The build groups of every retriever, and where each came from (file path or ``default``)."""
+
+    groups: dict[str, list[BuildGroup]] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def settings(self, retriever: str) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """``(build params, [query params, ...])`` per distinct build setting of ``retriever``.
+
+        Build settings that appear in several groups are built once; their query lists are merged.
+        """
+        merged: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        for group in self.groups.get(retriever, [BuildGroup()]):
+            for build in group.builds():
+                key = canonical(build)
+                entry = merged.setdefault(key, (build, []))
+                seen = {canonical(q) for q in entry[1]}
+                for query in group.queries():
+                    if canonical(query) not in seen:
+                        entry[1].append(query)
+                        seen.add(canonical(query))
+        yield from merged.values()
+
+    def cell_count(self, retriever: str) -> int:
+        return sum(len(queries) for _, queries in self.settings(retriever))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            name: {"source": self.sources.get(name, ""), "groups": [{"build": g.build, "query": g.query} for g in groups]}
+            for name, groups in self.groups.items()
+        }
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _check_params(where: str, retriever: str, kind: str, values: Any, spec: Any) -> dict[str, list[Any]]:
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise UsageError(f"{where}: [{retriever}] {kind} must be a table of parameter = [values], got {values!r}")
+    out: dict[str, list[Any]] = {}
+    own = dict(spec.build_params if kind == "build" else spec.query_params) if spec is not None else None
+    other = dict(spec.query_params if kind == "build" else spec.build_params) if spec is not None else None
+    for key, value in values.items():
+        if own is not None and key not in own:
+            if other is not None and key in other:
+                right = "query" if kind == "build" else "build"
+                raise UsageError(
+                    f"{where}: '{key}' is a {right} parameter of retriever '{retriever}'; put it under {right}"
+                )
+            names = ", ".join(sorted(own)) or "none"
+            raise UsageError(f"{where}: retriever '{retriever}' has no {kind} parameter '{key}'; its {kind} parameters are {names}")
+        listed = _as_list(value)
+        if not listed:
+            raise UsageError(f"{where}: [{retriever}] {kind}.{key} is an empty list; give at least one value")
+        out[str(key)] = listed
+    return out
+
+
+def parse_grid(data: Mapping[str, Any], *, where: str, registry: Any = None) -> Grid:
+    """Validate a parsed grid document (``{retriever: {build, query} | [{build, query}, ...]}``).
+
+    With a ``registry``, parameter names are checked against each retriever's spec; retrievers the
+    registry does not know are rejected with did-you-mean.
+    """
+    if not isinstance(data, Mapping):
+        raise UsageError(f"{where}: a grid must be a table of retrievers, got {type(data).__name__}")
+    groups: dict[str, list[BuildGroup]] = {}
+    for name, body in data.items():
+        spec = registry.retriever(str(name)) if registry is not None else None
+        entries = body if isinstance(body, list) else [body]
+        parsed = []
+        for entry in entries:
+            if not isinstance(entry, Mapping):
+                raise UsageError(f"{where}: [{name}] must be a table with 'build' and/or 'query', got {entry!r}")
+            unknown = sorted(set(entry) - {"build", "query"})
+            if unknown:
+                raise UsageError(
+                    f"{where}: [{name}] has {', '.join(map(repr, unknown))}; a grid entry holds only 'build' and 'query'"
+                    " tables (e.g. build = {{ M = [16, 32] }})"
+                )
+            parsed.append(
+                BuildGroup(
+                    build=_check_params(where, str(name), "build", entry.get("build"), spec),
+                    query=_check_params(where, str(name), "query", entry.get("query"), spec),
+                )
+            )
+        groups[str(name)] = parsed
+    return Grid(groups=groups, sources={name: where for name in groups})
+
+
+def _read_document(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UsageError(f"--grid {path}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"--grid {path}: unreadable ({exc})") from None
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        try:
+            import yaml  # type: ignore[import-untyped]
+        except ImportError:
+            raise UsageError(f"--grid {path}: reading YAML needs PyYAML (pip install pyyaml); or write the grid in TOML") from None
+        try:
+            return yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise UsageError(f"--grid {path}: invalid YAML ({' '.join(str(exc).split())})") from None
+    if suffix == ".json":
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise UsageError(f"--grid {path}: invalid JSON ({exc})") from None
+    return _parse_toml(text, str(path))
+
+
+def _parse_toml(text: str, where: str) -> Any:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise UsageError(f"{where}: reading TOML on Python 3.10 needs tomli (pip install tomli)") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{where}: invalid TOML ({exc})") from None
+
+
+def load_grid_file(path: str | Path, *, registry: Any = None) -> Grid:
+    """Read and validate a grid file (``.toml``, ``.yaml`` / ``.yml`` or ``.json``)."""
+    path = Path(path)
+    return parse_grid(_read_document(path), where=str(path), registry=registry)
+
+
+def default_grid(name: str, *, registry: Any = None) -> Grid:
+    """The grid shipped for retriever ``name`` (``zoo/bench/grids/NAME.toml``); empty when none ships."""
+    resource = resources.files("zoo.bench").joinpath("grids", f"{name}.toml")
+    if not resource.is_file():
+        return Grid()
+    data = _parse_toml(resource.read_text(), f"default grid {name}.toml")
+    return parse_grid(data, where=f"default grid {name}.toml", registry=registry)
+
+
+def resolve_grid(retrievers: list[str], grid_file: str | Path | None, *, registry: Any = None) -> Grid:
+    """The grid for ``retrievers``: each taken from ``grid_file`` when it names it, else its default.
+
+    Settings in ``grid_file`` for retrievers not in ``retrievers`` are ignored (one file can hold the
+    grids of every backend).
+    """
+    given = load_grid_file(grid_file, registry=registry) if grid_file is not None else Grid()
+    groups: dict[str, list[BuildGroup]] = {}
+    sources: dict[str, str] = {}
+    for name in retrievers:
+        if name in given.groups:
+            groups[name], sources[name] = given.groups[name], given.sources[name]
+            continue
+        default = default_grid(name, registry=registry)
+        if name in default.groups:
+            groups[name], sources[name] = default.groups[name], default.sources[name]
+        else:
+            groups[name], sources[name] = [BuildGroup()], "retriever defaults"
+    return Grid(groups=groups, sources=sources)
