@@ -19,8 +19,8 @@ from zoo.testing.models import ModelConformance
 _MULTI_INTEREST = {"interests_param": "interest_num", "params": {"embed_dim": 32}}
 TUNING: dict[str, dict[str, Any]] = {
     "mind": _MULTI_INTEREST,
-    "comirec_sa": _MULTI_INTEREST,
-    "comirec_dr": _MULTI_INTEREST,
+    "comirec-sa": _MULTI_INTEREST,
+    "comirec-dr": _MULTI_INTEREST,
     "sasrec": {"quality_params": {"epochs": 8, "patience": 2}},
     "gru4rec": {"quality_params": {"epochs": 8, "patience": 2}},
 }
@@ -54,3 +54,9 @@ globals().update(_conformance_classes())
 def test_every_builtin_model_is_checked() -> None:
     generated = {cls.model_name.partition(":")[2] for name, cls in globals().items() if name.startswith("TestModel_")}
     assert "dssm" in generated
+
+
+def test_tuning_names_registered_models() -> None:
+    """A misspelt TUNING key would silently run a model with the wrong suite settings."""
+    names = {spec.name for spec in default_registry().list("model")}
+    assert set(TUNING) <= names, sorted(set(TUNING) - names)
