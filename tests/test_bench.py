@@ -335,3 +335,17 @@ def test_svg_charts_handle_edge_cases() -> None:
         root = ET.fromstring(svg)
         assert root.tag.endswith("svg")
     assert "&lt;nan&gt;" in charts[2]  # text is escaped
+
+
+def test_each_cell_runs_at_its_own_query_settings(tmp_path: Path) -> None:
+    """Groups sharing a build are merged: a cell that sets no query parameter must run at the backend's
+    defaults, not at the previous cell's settings (the order a resumed run visits cells differs)."""
+    grid = tmp_path / "grid.toml"
+    grid.write_text("[[hnsw]]\nbuild = { M = [8] }\nquery = { ef = [5] }\n\n[[hnsw]]\nbuild = { M = [8] }\n")
+    result = invoke("bench", "dssm", "--retriever", "hnsw", "--grid", grid, *TINY, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    cells = {json.dumps(c["query"], sort_keys=True): c for c in load_document(tmp_path / "out")["cells"]}
+    assert set(cells) == {"{}", '{"ef": 5}'}
+    default_ef = default_registry().retriever("hnsw").query_params["ef"]
+    assert cells["{}"]["effective"]["query"]["ef"] == default_ef != 5
+    assert cells['{"ef": 5}']["effective"]["query"]["ef"] == 5

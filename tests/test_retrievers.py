@@ -11,6 +11,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -652,5 +653,12 @@ def test_exact_batches_run_on_threads_and_restore_the_torch_setting() -> None:
         for retriever in (ExactRetriever(chunk_size=32).fit(items), GroupedExact(chunk_size=32).fit(items)):
             np.testing.assert_array_equal(retriever.query(queries, 10)[0], truth)
             assert torch.get_num_threads() == 3
+            # The workers' single-thread setting is process-wide for threads that start later: a fresh
+            # thread must see the restored value (the calling thread's own setting proves nothing).
+            seen: list[int] = []
+            fresh = threading.Thread(target=lambda out=seen: out.append(torch.get_num_threads()))
+            fresh.start()
+            fresh.join()
+            assert seen == [3]
     finally:
         torch.set_num_threads(previous)

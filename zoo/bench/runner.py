@@ -341,12 +341,19 @@ def measure_queries(
     return at
 
 
-def _index_sizes(retriever: Any, scratch: Path) -> tuple[int | None, int | None, str]:
-    """(memory bytes, disk bytes, how memory was known) after saving the index to ``scratch``."""
+def _index_sizes(retriever: Any, scratch: Path, warn: Any = None) -> tuple[int | None, int | None, str]:
+    """(memory bytes, disk bytes, how memory was known) after saving the index to ``scratch``.
+
+    A failed save (full disk, a backend that cannot save) leaves the disk size unknown and is
+    reported through ``warn``; the index itself is still measured.
+    """
     disk = None
     try:
         retriever.save(scratch)
         disk = sum(f.stat().st_size for f in scratch.rglob("*") if f.is_file())
+    except Exception as exc:  # noqa: BLE001 - only the disk size is lost
+        if warn is not None:
+            warn(f"warning: could not save the {retriever.name} index to measure its size on disk ({_one_line(exc)})")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     memory = None
@@ -498,7 +505,7 @@ class _Bench:
             self.progress.stage("load", f"{name}: trained model and embeddings from {folder}")
             try:
                 data = _load_model_data(folder)
-            except (OSError, ValueError, KeyError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any damage (truncated zip, bad JSON...) means: train again
                 self.progress.warning(f"warning: {folder / EMBEDDINGS_FILE} unreadable ({_one_line(exc)}); training again")
         if data is None:
             try:
@@ -529,14 +536,17 @@ class _Bench:
         test = data.test
         model_info = self.doc["models"].get(model, {})
         try:
-            retriever = self.registry.create_retriever(spec.qualified_name, metric=self.config.metric, **build, **todo[0])
+            retriever = self.registry.create_retriever(spec.qualified_name, metric=self.config.metric, **build)
+            # Every cell is measured at the backend's query defaults overridden by its own settings only,
+            # never at what the previous cell left behind (grids may merge groups with different keys).
+            query_defaults = {**dict(getattr(spec, "query_params", None) or {}), **retriever.query_params}
             before = machine.rss_bytes()
             started = time.perf_counter()
             retriever.fit(test.item_vectors.detach().cpu().numpy(), ids=test.catalogue)
             build_s = time.perf_counter() - started
             after = machine.rss_bytes()
             scratch = self.out / SCRATCH_DIR / cell_id(cell_key(model, spec.name, build, {}))
-            memory, disk, method = _index_sizes(retriever, scratch)
+            memory, disk, method = _index_sizes(retriever, scratch, warn=self.progress.warning)
             if memory is None and before is not None and after is not None:
                 memory, method = max(0, after - before), "rss"
             header = retriever.header()
@@ -555,7 +565,7 @@ class _Bench:
         for query in todo:
             key = cell_key(model, spec.name, build, query)
             try:
-                retriever.set_query_params(**query)
+                retriever.set_query_params(**{**query_defaults, **query})
                 at = measure_queries(retriever, data, tuple(self.config.ks), repeat=self.config.repeat, latency_rows=latency_rows)
             except KeyboardInterrupt:
                 raise

@@ -186,7 +186,7 @@ class AnnoyRetriever(Retriever):
         except ValueError:  # some rows are short
             labels = np.full((n_queries, k), -1, dtype=np.int64)
             distances = np.zeros((n_queries, k), dtype=np.float32)
-            exhaustive = self._n_trees * max(self.count, 1) * 2
+            exhaustive = min(self._n_trees * max(self.count, 1) * 2, 2**31 - 1)  # Annoy's search_k is a C int
             for r, (found, dist) in enumerate(results):
                 if len(found) < k:
                     # The forest offered fewer than k candidates (tiny search_k): inspect every node.
