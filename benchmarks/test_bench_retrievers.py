@@ -210,7 +210,7 @@ def test_annoy_plugin_vs_raw_annoy(benchmark, annoy_native, queries):
     times = side_by_side(
         {"plugin": lambda: annoy_native.query(queries, K), "raw": raw_query, "raw_preconverted": raw_preconverted,
          "raw_discarding": raw_discarding},
-        rounds=5,
+        rounds=9,  # single-threaded runs of ~0.2 s: more rounds, since the ratio sits near the target
     )
     ratio = times["raw"] / times["plugin"]
     record(benchmark, times, len(queries), ratio_plugin_over_raw=ratio, meets_target=ratio >= 0.95,
