@@ -28,6 +28,7 @@ from torch import nn
 
 from zoo.errors import UsageError
 from zoo.features import NEXT_ITEM, Feature, SequenceFeature, SparseFeature
+from zoo.nn.embedding import EmbeddingBank
 
 Batch = Mapping[str, torch.Tensor]
 
@@ -111,6 +112,36 @@ def tied_history(history: SequenceFeature, item_id: SparseFeature, tie: bool) ->
     if history.shared_with == item_id.name or history.shared_with is None:
         return dataclasses.replace(history, shared_with=None)
     return history
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceInputs:
+    """What a sequential model reads: the history feature (as the embedding bank holds it), the
+    names of the user side features and of the item features, and one embedding bank over them all."""
+
+    history: SequenceFeature
+    side_names: list[str]
+    item_names: list[str]
+    embedding: EmbeddingBank
+
+
+def sequence_inputs(
+    model: str,
+    user_features: Sequence[Feature],
+    history_features: Sequence[Feature] | None,
+    item_features: Sequence[Feature],
+    item_id_feature: str,
+    *,
+    tie_embeddings: bool,
+    init_std: float,
+) -> SequenceInputs:
+    """Split the history from the side features, tie it to the item id table when asked, and build
+    the embedding bank (see :func:`split_history`, :func:`tied_history`)."""
+    side, history = split_history(user_features, history_features, model)
+    item_id = next(f for f in item_features if f.name == item_id_feature)
+    history = tied_history(history, item_id, bool(tie_embeddings))
+    embedding = EmbeddingBank([*side, history, *item_features], init_std=init_std)
+    return SequenceInputs(history, [f.name for f in side], [f.name for f in item_features], embedding)
 
 
 class MaskedGRU(nn.Module):

@@ -38,6 +38,7 @@ __all__ = [
     "fresh_manager",
     "fresh_registry",
     "register_plugin",
+    "suite_registry",
     "tiny_interactions",
     "use_registry",
 ]
@@ -89,6 +90,22 @@ def fresh_registry(*plugins: object, builtins: bool = True) -> Registry:
     for plugin in plugins:
         _check(registry.manager, registry.manager.register(plugin))
     return registry
+
+
+_SUITE_REGISTRIES: dict[type, Registry] = {}
+
+
+def suite_registry(suite: type) -> Registry:
+    """The registry a conformance suite class resolves names in: the default registry when its
+    ``plugin`` is None, else recall-zoo's built-ins plus that plugin (built once per class)."""
+    plugin = getattr(suite, "plugin", None)
+    if plugin is None:
+        from zoo.registry import default_registry
+
+        return default_registry()
+    if suite not in _SUITE_REGISTRIES:
+        _SUITE_REGISTRIES[suite] = fresh_registry(plugin)
+    return _SUITE_REGISTRIES[suite]
 
 
 def _check(manager: PluginManager, record: PluginRecord) -> None:

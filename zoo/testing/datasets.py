@@ -37,9 +37,6 @@ from zoo.specs import NAME_PATTERN, DatasetSpec
 
 __all__ = ["DatasetConformance"]
 
-_REGISTRIES: dict[type, Any] = {}
-
-
 class DatasetConformance:
     """Tests every dataset must pass. Subclass with a name ``Test...`` so pytest collects it.
 
@@ -63,15 +60,9 @@ class DatasetConformance:
     @classmethod
     def registry(cls) -> Any:
         """The registry the suite resolves names in (built-ins + :attr:`plugin`, or the default one)."""
-        if cls.plugin is None:
-            from zoo.registry import default_registry
+        from zoo.testing import suite_registry
 
-            return default_registry()
-        if cls not in _REGISTRIES:
-            from zoo.testing import fresh_registry
-
-            _REGISTRIES[cls] = fresh_registry(cls.plugin)
-        return _REGISTRIES[cls]
+        return suite_registry(cls)
 
     def write_data(self, folder: Path) -> Path:
         """Write small input files into ``folder`` and return the path to pass as ``--data``

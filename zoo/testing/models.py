@@ -45,9 +45,6 @@ from zoo.specs import TRAIN_MODES, ModelSpec
 
 __all__ = ["ModelConformance"]
 
-_REGISTRIES: dict[type, Any] = {}
-
-
 class ModelConformance:
     """Tests every model must pass. Subclass with a name ``Test...`` so pytest collects it.
 
@@ -100,15 +97,9 @@ class ModelConformance:
     @classmethod
     def registry(cls) -> Any:
         """The registry the suite resolves names in (built-ins + :attr:`plugin`, or the default one)."""
-        if cls.plugin is None:
-            from zoo.registry import default_registry
+        from zoo.testing import suite_registry
 
-            return default_registry()
-        if cls not in _REGISTRIES:
-            from zoo.testing import fresh_registry
-
-            _REGISTRIES[cls] = fresh_registry(cls.plugin)
-        return _REGISTRIES[cls]
+        return suite_registry(cls)
 
     def spec(self) -> ModelSpec:
         if not self.model_name:

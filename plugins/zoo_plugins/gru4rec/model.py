@@ -33,8 +33,8 @@ from torch import nn
 from zoo.errors import UsageError
 from zoo.features import Feature, SparseFeature
 from zoo.models.base import Batch, RecallModel, TrainOutputs
-from zoo.nn import MLP, EmbeddingBank
-from zoo.nn.sequence import NEXT_ITEM, ItemTower, MaskedGRU, per_position_targets, split_history, tied_history
+from zoo.nn import MLP
+from zoo.nn.sequence import NEXT_ITEM, ItemTower, MaskedGRU, per_position_targets, sequence_inputs
 
 _USER_KEYS = ("dims", "num_layers", "dropout", "hidden_size", "activation")
 
@@ -107,14 +107,14 @@ class GRU4Rec(RecallModel):
                 "embedding_init_std": float(embedding_init_std),
             },
         )
-        side, history = split_history(self.user_features, self.history_features, "GRU4Rec")
-        item_id = next(f for f in self.item_features if f.name == self.item_id_feature)
-        history = tied_history(history, item_id, bool(tie_embeddings))
+        inputs = sequence_inputs(
+            "GRU4Rec", self.user_features, self.history_features, self.item_features, self.item_id_feature,
+            tie_embeddings=bool(tie_embeddings), init_std=embedding_init_std,
+        )
+        history = inputs.history
         self.history_name = history.name
-        self._side_names = [f.name for f in side]
-        self._item_names = [f.name for f in self.item_features]
+        self._side_names, self._item_names, self.embedding = inputs.side_names, inputs.item_names, inputs.embedding
         self.normalize = bool(normalize)
-        self.embedding = EmbeddingBank([*side, history, *self.item_features], init_std=embedding_init_std)
         dropout = float(params["dropout"])
         hidden = int(params["hidden_size"] or history.embed_dim)
         self.input_dropout = nn.Dropout(dropout)

@@ -28,15 +28,13 @@ from torch import nn
 
 from zoo.features import Feature, SparseFeature
 from zoo.models.base import Batch, RecallModel, TrainOutputs
-from zoo.nn import EmbeddingBank
 from zoo.nn.sequence import (
     NEXT_ITEM,
     CausalTransformer,
     ItemTower,
     last_valid,
     per_position_targets,
-    split_history,
-    tied_history,
+    sequence_inputs,
 )
 
 
@@ -109,14 +107,14 @@ class SASRec(RecallModel):
                 "embedding_init_std": float(embedding_init_std),
             },
         )
-        side, history = split_history(self.user_features, self.history_features, "SASRec")
-        item_id = next(f for f in self.item_features if f.name == self.item_id_feature)
-        history = tied_history(history, item_id, bool(tie_embeddings))
+        inputs = sequence_inputs(
+            "SASRec", self.user_features, self.history_features, self.item_features, self.item_id_feature,
+            tie_embeddings=bool(tie_embeddings), init_std=embedding_init_std,
+        )
+        history = inputs.history
         self.history_name = history.name
-        self._side_names = [f.name for f in side]
-        self._item_names = [f.name for f in self.item_features]
+        self._side_names, self._item_names, self.embedding = inputs.side_names, inputs.item_names, inputs.embedding
         self.normalize = bool(normalize)
-        self.embedding = EmbeddingBank([*side, history, *self.item_features], init_std=embedding_init_std)
         self.output_dim = history.embed_dim
         self.encoder = CausalTransformer(
             history.embed_dim, max_length=max_length, num_blocks=num_blocks, num_heads=num_heads, dropout=dropout,
