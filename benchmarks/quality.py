@@ -53,6 +53,23 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def epoch_printer(name: str) -> Any:
+    """A pipeline progress whose trainer callback prints one line per epoch (long runs show life)."""
+    from zoo.pipeline import Progress
+    from zoo.train.callbacks import Callback
+
+    class EpochLine(Callback):
+        def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, Any]) -> None:
+            valid = f" valid {logs['valid_metric']} {logs['valid']:.4f}" if "valid" in logs else ""
+            print(f"  {name} epoch {logs['epoch']}: loss {logs['loss']:.4f}{valid} ({logs['seconds']:.1f} s)", flush=True)
+
+    class EpochProgress(Progress):
+        def trainer_callbacks(self) -> list[Any]:
+            return [EpochLine()]
+
+    return EpochProgress()
+
+
 def run_model(name: str, data: str, device: str, seed: int, params: list[str]) -> dict[str, Any]:
     """Train ``name`` with its preset under its anchor protocol; exact full-ranking metrics on test."""
     from zoo.evaluate import ranking_metrics
@@ -66,7 +83,7 @@ def run_model(name: str, data: str, device: str, seed: int, params: list[str]) -
         params=model_params, protocol_overrides=protocol_overrides, ks=ks, save=False,
     )
     started = time.perf_counter()
-    trained = train_model(config)
+    trained = train_model(config, progress=epoch_printer(name))
     test = embed_test(trained, ks)
     metrics = ranking_metrics(test.exact_top, test.task.targets, ks=ks)
     return {
@@ -88,7 +105,29 @@ def run_model(name: str, data: str, device: str, seed: int, params: list[str]) -
     }
 
 
+def stop_note(training: dict[str, Any]) -> str:
+    """Table note for a training cut short by ``--time-limit`` (not converged: say so)."""
+    return ", time limit" if training.get("stopped") == "time_limit" else ""
+
+
+def machine_label(info: dict[str, Any]) -> str:
+    """One line naming where a result was measured (the GPU, else the CPU and its cores)."""
+    if info.get("gpu") and str(info.get("device", "cuda")).startswith("cuda"):
+        return f"{info['gpu']} (CUDA {info.get('cuda')}), torch {info.get('torch')}"
+    return f"{info.get('cpu', '')} ({info.get('cpu_count')} cores), torch {info.get('torch')}"
+
+
 def render_markdown(results: list[dict[str, Any]], info: dict[str, Any], command: str) -> str:
+    """The results table; rows measured elsewhere (``--import``) keep their own command and machine,
+    listed under the table with a mark per source."""
+    sources: list[tuple[str, str]] = []
+
+    def mark(row: dict[str, Any]) -> str:
+        source = (row.get("command", command), machine_label({**row.get("machine", info), "device": row["device"]}))
+        if source not in sources:
+            sources.append(source)
+        return f"[{sources.index(source) + 1}]"
+
     lines = [
         "| model | protocol | " + " | ".join(COLUMNS) + " | floor | anchor | epochs (best) | train time | device |",
         "|---|---|" + "---|" * len(COLUMNS) + "---|---|---|---|---|",
@@ -100,11 +139,30 @@ def render_markdown(results: list[dict[str, Any]], info: dict[str, Any], command
         lines.append(
             f"| {r['model']} | {r['protocol']} | " + " | ".join(cells)
             + f" | {r['headline']} >= {r['floor']} {'(met)' if r['passed'] else '(NOT met)'} | {r['anchor']}"
-            + f" | {training['epochs_run']} ({training['best_epoch']}) | {r['train_s'] / 60:.1f} min | {r['device']} |"
+            + f" | {training['epochs_run']} ({training['best_epoch']}){stop_note(training)} | {r['train_s'] / 60:.1f} min"
+            + f" | {r['device']} {mark(r)} |"
         )
-    where = info.get("gpu") or f"{info.get('cpu', '')} ({info.get('cpu_count')} cores)"
-    lines += ["", f"Command: `{command}`", f"Machine: {where}, torch {info.get('torch')}, seed {results[0]['seed'] if results else 0}."]
+    lines.append("")
+    for number, (run_command, where) in enumerate(sources, 1):
+        lines.append(f"[{number}] `{run_command}` on {where}.")
+    seeds = sorted({r["seed"] for r in results})
+    lines += ["", f"Seed {', '.join(map(str, seeds)) if seeds else 0}; full ranking over the whole catalogue."]
     return "\n".join(lines) + "\n"
+
+
+def import_results(paths: list[str], done: dict[str, dict[str, Any]]) -> None:
+    """Merge the rows of other ``results.json`` files (another machine's, say) into ``done``; each row
+    keeps the command and machine that produced it."""
+    for path in paths:
+        try:
+            payload = json.loads(Path(path).read_text())
+            rows = payload["results"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(f"error: --import {path}: not a quality results.json ({exc})") from None
+        for row in rows:
+            row.setdefault("command", payload.get("command", ""))
+            row.setdefault("machine", payload.get("machine", {}))
+            done[row["model"]] = row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,8 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--param", action="append", default=[], help="MODEL:key=value override (repeatable)")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                        help="stop each model's training after the epoch that passes this many minutes"
+                             " (best epoch kept; the table says so)")
     parser.add_argument("--out", default="quality-results", help="output folder")
     parser.add_argument("--force", action="store_true", help="rerun models already in results.json")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="RESULTS_JSON",
+                        help="merge the rows of another results.json (e.g. measured on a GPU machine), repeatable")
     args = parser.parse_args(argv)
 
     from zoo.data.locate import shared_movielens_dir
@@ -142,13 +205,25 @@ def main(argv: list[str] | None = None) -> int:
     done = {r["model"]: r for r in previous if not args.force}
     info = machine()
     command = "python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    import_results(args.imports, done)
+
+    def save() -> None:
+        ordered = [done[n] for n in ANCHORS if n in done]
+        atomic_write_json(results_file, {"schema": 1, "machine": info, "command": command, "results": ordered})
+        atomic_write_text(out / "results.md", render_markdown(ordered, info, command))
+
+    if args.imports:
+        save()
     for name in names:
         if name in done:
             print(f"{name}: already in {results_file} (use --force to rerun)")
             continue
         overrides = [p.split(":", 1)[1] for p in args.param if p.startswith(f"{name}:")]
+        if args.time_limit is not None and not any(o.startswith("time_limit=") for o in overrides):
+            overrides.append(f"time_limit={args.time_limit * 60:g}")
         print(f"{name}: training under protocol {ANCHORS[name][0]} on {args.device} ...", flush=True)
         result = run_model(name, data, args.device, args.seed, overrides)
+        result.update(command=command, machine=info)
         done[name] = result
         m = result["metrics"]
         print(
@@ -157,9 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             f" {result['headline']} >= {result['floor']}: {'met' if result['passed'] else 'NOT met'}",
             flush=True,
         )
-        ordered = [done[n] for n in ANCHORS if n in done]
-        atomic_write_json(results_file, {"schema": 1, "machine": info, "command": command, "results": ordered})
-        atomic_write_text(out / "results.md", render_markdown(ordered, info, command))
+        save()
     print(f"wrote {results_file} and {out / 'results.md'}")
     return 0
 

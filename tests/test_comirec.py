@@ -155,6 +155,21 @@ def test_profile_option_reads_the_user_features(name):
     assert not torch.allclose(with_profile.user_tower(other_user), with_profile.user_tower(batch))
 
 
+def test_profile_recent_history_adds_the_short_term_mean(name, tmp_path):
+    with_profile = make_model(name, profile=True, profile_dims=[16])
+    with_recent = make_model(name, profile=True, profile_dims=[16], recent_history=2).eval()
+    assert with_recent.inputs.profile_dim == with_profile.inputs.profile_dim + DIM
+    batch = make_batch(lengths=[LENGTH] * 8)
+    older = batch["hist_movie_id"].clone()
+    older[:, 0] = (older[:, 0] % (ITEMS - 2)) + 1  # change the oldest item only: history mean moves
+    vectors = with_recent.user_tower(batch)
+    assert not torch.allclose(with_recent.user_tower(dict(batch, hist_movie_id=older)), vectors)
+    with_recent.save(tmp_path / "m")
+    torch.testing.assert_close(load_model(tmp_path / "m").eval().user_tower(batch), vectors)
+    with pytest.raises(UsageError, match="recent_history"):
+        make_model(name, profile=True, recent_history=LENGTH + 1)
+
+
 def test_comirec_sa_positions_matter_and_can_be_switched_off():
     batch = make_batch(lengths=[LENGTH] * 8)
     reversed_batch = dict(batch, hist_movie_id=batch["hist_movie_id"].flip(1))
@@ -183,7 +198,7 @@ def test_pipeline_beats_popularity_and_hnsw_merges_interests(model):
 
     report = run(RunConfig(
         model=model, retriever="hnsw", device="cpu", epochs=3, save=False, dataset_options=dict(SYNTHETIC),
-        params={"embed_dim": 16, "batch_size": 128},
+        params={"embed_dim": 16, "batch_size": 128, "lr": 0.001},  # the presets' lr is for 2048-row batches
     ))
     exact, popularity = report.metrics["exact"], report.metrics["popularity"]
     assert exact["hitrate@10"] > 1.5 * popularity["hitrate@10"]

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from zoo.data.interactions import Interactions
 from zoo.data.match import MatchData, TrainBatches
 from zoo.data.protocol import Protocol, get_protocol
-from zoo.errors import DataError
+from zoo.errors import DataError, UsageError
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -450,3 +450,34 @@ def test_ranking_task_bad_split(medium: MatchData):
 def test_no_user_long_enough():
     with pytest.raises(DataError, match="3 or more events"):
         MatchData.from_interactions(make_data([(0, 1, 0), (0, 2, 1), (1, 1, 0)]), get_protocol("loo"))
+
+
+@pytest.mark.parametrize("stride", [None, 1, 3, 7])
+def test_sequence_windows_train_every_target_once_with_context(medium: MatchData, stride):
+    length = 8
+    starts, valid = medium.seq_start[medium.valid_positions], medium.valid_positions
+    expected = sorted(
+        (int(medium.seq_users[p]), int(medium.seq_items[p - 1]), int(medium.seq_items[p]))
+        for s, v in zip(starts.tolist(), valid.tolist(), strict=True) for p in range(s + 1, v)
+    )
+    ends = medium.sequence_windows(length, stride)
+    batch = medium.sequence_batch(ends, length, stride)
+    inputs, targets = batch[medium.schema.history_name], batch["next_item_id"]
+    got = sorted(
+        (int(batch[medium.schema.user_id][row]), int(inputs[row, col]), int(targets[row, col]))
+        for row, col in (targets > 0).nonzero().tolist()
+    )
+    assert got == expected  # every training target exactly once, each after its true previous item
+    context = length - (stride or length)
+    trained_columns = (targets > 0).nonzero()[:, 1]
+    assert bool((trained_columns >= context).all())
+    # every trained target sees at least `context` earlier items, unless its user's history starts later
+    for row, col in (targets > 0).nonzero().tolist():
+        assert int((inputs[row, : col + 1] > 0).sum()) >= context + 1 or int(inputs[row, 0]) == 0
+
+
+def test_sequence_window_stride_is_checked(medium: MatchData):
+    with pytest.raises(UsageError, match="window_stride"):
+        medium.sequence_windows(8, 9)
+    with pytest.raises(UsageError, match="window_stride"):
+        medium.sequence_windows(8, 0)

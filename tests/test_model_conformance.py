@@ -22,7 +22,7 @@ TUNING: dict[str, dict[str, Any]] = {
     "comirec-sa": _MULTI_INTEREST,
     "comirec-dr": _MULTI_INTEREST,
     "sasrec": {"quality_params": {"epochs": 8, "patience": 2}},
-    "gru4rec": {"quality_params": {"epochs": 8, "patience": 2}},
+    "gru4rec": {"quality_params": {"epochs": 8, "patience": 2, "batch_size": 64}},  # preset batch is for ML-1M
 }
 
 

@@ -71,7 +71,7 @@ def test_presets():
     )
     sasrec = get_protocol("sasrec")
     assert (sasrec.min_rating, sasrec.user_core, sasrec.item_core, sasrec.mask_seen, sasrec.history_len) == (
-        None, 5, 5, False, 200,
+        None, 5, 5, True, 200,  # SASRec+'s evaluation filters the user's earlier items
     )
     for name, protocol in PROTOCOLS.items():
         assert protocol.name == name

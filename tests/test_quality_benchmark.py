@@ -29,10 +29,43 @@ def test_quality_benchmark_writes_results(quality, ml1m_dir, tmp_path, capsys):
     assert row["model"] == "dssm" and row["protocol"] == "deepmatch"
     assert 0 <= row["metrics"]["hitrate@50"] <= 1 and row["training"]["epochs_run"] == 1
     table = (out / "results.md").read_text()
-    assert "| dssm | deepmatch |" in table and "Command:" in table
+    assert "| dssm | deepmatch |" in table and "[1] `python benchmarks/quality.py --models dssm" in table
     # A rerun skips finished models.
     assert quality.main(args) == 0
     assert "already in" in capsys.readouterr().out
+
+
+def test_quality_benchmark_time_limit_is_applied_and_shown(quality, ml1m_dir, tmp_path, capsys):
+    out = tmp_path / "q"
+    args = ["--models", "dssm", "--data", str(ml1m_dir), "--device", "cpu", "--out", str(out), "--time-limit", "1e-6",
+            "--param", "dssm:epochs=3", "--param", "dssm:embed_dim=8", "--param", "dssm:dims=16,8"]
+    assert quality.main(args) == 0
+    (row,) = json.loads((out / "results.json").read_text())["results"]
+    assert row["training"]["epochs_run"] == 1 and row["training"]["stopped"] == "time_limit"
+    assert "1 (1), time limit" in (out / "results.md").read_text()
+    assert "dssm epoch 1: loss" in capsys.readouterr().out
+
+
+def test_quality_benchmark_imports_rows_from_another_machine(quality, ml1m_dir, tmp_path):
+    elsewhere = tmp_path / "gpu"
+    args = ["--models", "dssm", "--data", str(ml1m_dir), "--device", "cpu", "--param", "dssm:epochs=1",
+            "--param", "dssm:embed_dim=8", "--param", "dssm:dims=16,8"]
+    assert quality.main([*args, "--out", str(elsewhere)]) == 0
+    payload = json.loads((elsewhere / "results.json").read_text())
+    payload["machine"] = {**payload["machine"], "gpu": "Test GPU", "cuda": "12.0"}
+    for row in payload["results"]:
+        row.pop("machine"), row.pop("command")  # rows of an older results.json carry neither
+        row["device"] = "cuda"
+    (elsewhere / "results.json").write_text(json.dumps(payload))
+    here = tmp_path / "here"
+    assert quality.main(["--models", "dssm", "--data", str(ml1m_dir), "--out", str(here),
+                         "--import", str(elsewhere / "results.json")]) == 0
+    (row,) = json.loads((here / "results.json").read_text())["results"]
+    assert row["machine"]["gpu"] == "Test GPU" and "--out" in row["command"]
+    table = (here / "results.md").read_text()
+    assert "| cuda [1] |" in table and "[1] `python benchmarks/quality.py" in table and "Test GPU (CUDA 12.0)" in table
+    with pytest.raises(SystemExit, match="--import"):
+        quality.main(["--models", "dssm", "--data", str(ml1m_dir), "--out", str(here), "--import", str(tmp_path / "nope.json")])
 
 
 def test_quality_benchmark_rejects_unknown_models(quality, ml1m_dir, tmp_path):

@@ -160,6 +160,23 @@ def test_patience_stops_training(data):
     )
     trainer.fit(data.train_batches(256), data.ranking_task("valid"))
     assert len(recorder.valid) == 3  # first epoch sets the best, then two epochs without improvement
+    assert trainer.stop_reason == "patience"
+
+
+def test_time_limit_stops_after_the_running_epoch_and_keeps_the_best(data, monkeypatch):
+    clock = iter(float(t) for t in range(0, 10_000, 10))  # every perf_counter call advances 10 s
+    monkeypatch.setattr("zoo.train.trainer.time.perf_counter", lambda: next(clock))
+    trainer = trainer_for(data, 2, "inbatch", time_limit=25.0)
+    trainer.n_epoch = 50
+    history = trainer.fit(data.train_batches(256), data.ranking_task("valid"))
+    assert 1 <= len(history) < 50 and trainer.stop_reason == "time_limit"
+    assert trainer.best_epoch is not None and trainer.best_epoch <= len(history)
+    unlimited = trainer_for(data, 2, "inbatch")
+    unlimited.n_epoch = 2
+    unlimited.fit(data.train_batches(256), data.ranking_task("valid"))
+    assert unlimited.stop_reason == "epochs"
+    with pytest.raises(UsageError, match="time_limit"):
+        trainer_for(data, 2, "inbatch", time_limit=0)
 
 
 def test_same_seed_same_result_on_cpu(data):

@@ -39,6 +39,8 @@ TRAINER_KEYS = {
     "popularity_alpha": float,
     "logq_correction": bool,
     "grad_clip": float,
+    "time_limit": float,
+    "window_stride": int,
 }
 DEFAULT_TRAINER = {"mode": 2, "negatives": "auto", "epochs": 10, "batch_size": 512, "lr": 1e-3, "patience": 3}
 
@@ -143,6 +145,7 @@ class TrainedModel:
             "negatives": self.trainer.negatives,
             "epochs_run": len(self.history),
             "best_epoch": self.trainer.best_epoch,
+            "stopped": self.trainer.stop_reason,
             "best_valid": self.trainer.best_score,
             "valid_metric": self.trainer.valid_metric,
             "history": self.history,
@@ -253,10 +256,13 @@ def train_model(config: RunConfig, *, registry: Registry | None = None, progress
         grad_clip=trainer_cfg.get("grad_clip"),
         verbose=False,
         callbacks=progress.trainer_callbacks(),
+        time_limit=trainer_cfg.get("time_limit"),
     )
     progress.stage("train", f"{model_spec.name} on {device}")
     started = time.perf_counter()
-    batches = data.training_batches(model, int(trainer_cfg["batch_size"]), seed=config.seed)
+    batches = data.training_batches(
+        model, int(trainer_cfg["batch_size"]), seed=config.seed, window_stride=trainer_cfg.get("window_stride")
+    )
     history = trainer.fit(batches, data.ranking_task("valid"))
     timings["train_s"] = time.perf_counter() - started
     return TrainedModel(

@@ -20,7 +20,7 @@ import torch
 from zoo.data.encoder import FIRST_CODE, FeatureEncoder
 from zoo.data.interactions import Interactions
 from zoo.data.protocol import Protocol
-from zoo.errors import DataError
+from zoo.errors import DataError, UsageError
 from zoo.features import NEXT_ITEM, Schema
 
 TRAIN, VALID, TEST = 0, 1, 2
@@ -194,29 +194,38 @@ class MatchData:
         return TrainBatches(self, self.train_positions, batch_size, shuffle=shuffle, seed=seed)
 
     # -- sequences (models trained on every position) ---------------------------------------------
-    def sequence_windows(self, length: int | None = None) -> torch.Tensor:
+    def sequence_windows(self, length: int | None = None, stride: int | None = None) -> torch.Tensor:
         """End positions of training windows: each user's training targets (every training position
-        with an earlier event) cut into windows of ``length``, the last one ending at the user's last
-        training event. Together the windows cover every training target exactly once."""
+        with an earlier event) cut into windows, the last one ending at the user's last training event.
+
+        Windows hold ``length`` inputs and step back ``stride`` positions (default ``length``: windows
+        side by side). With ``stride < length`` they overlap and each window trains only its last
+        ``stride`` targets, so every target but a user's first few sees at least ``length - stride``
+        earlier items (pass the same ``stride`` to :meth:`sequence_batch`). Either way, the windows
+        cover every training target exactly once."""
         length = length or self.schema.history_len
+        stride = _window_stride(length, stride)
         first_target = self.seq_start[self.valid_positions] + 1
         last_target = self.valid_positions - 1
         targets = (last_target - first_target + 1).clamp_min(0)
-        windows = (targets + length - 1) // length
+        windows = (targets + stride - 1) // stride
         owner_last = torch.repeat_interleave(last_target, windows)
         offsets = torch.arange(int(windows.sum())) - torch.repeat_interleave(torch.cumsum(windows, 0) - windows, windows)
-        return owner_last - length * offsets
+        return owner_last - stride * offsets
 
-    def sequence_batch(self, ends: torch.Tensor, length: int | None = None) -> Batch:
+    def sequence_batch(self, ends: torch.Tensor, length: int | None = None, stride: int | None = None) -> Batch:
         """Inputs and next-item targets of windows ending at ``ends``: the history column holds the
         inputs [B, L] (left-padded with 0), ``next_item_id`` the target after each input (0 where there
-        is none); user features as in :meth:`batch`, item features of each window's last target."""
+        is none, and in the first ``L - stride`` columns, which are context only); user features as in
+        :meth:`batch`, item features of each window's last target."""
         length = length or self.schema.history_len
+        stride = _window_stride(length, stride)
         targets_at = ends.unsqueeze(1) - length + 1 + torch.arange(length, dtype=torch.long)
         start = self.seq_start[ends].unsqueeze(1)
         zero = torch.zeros((), dtype=torch.long)
         inputs = torch.where(targets_at - 1 >= start, self.seq_items[(targets_at - 1).clamp_min(0)], zero)
-        targets = torch.where(targets_at >= start + 1, self.seq_items[targets_at.clamp_min(0)], zero)
+        trained = (targets_at >= start + 1) & (torch.arange(length) >= length - stride)
+        targets = torch.where(trained, self.seq_items[targets_at.clamp_min(0)], zero)
         users = self.seq_users[ends]
         batch: Batch = {self.schema.user_id: users}
         for name, table in self.user_table.items():
@@ -226,11 +235,15 @@ class MatchData:
         batch.update(self.item_features(self.seq_items[ends]))
         return batch
 
-    def training_batches(self, model: Any, batch_size: int, *, shuffle: bool = True, seed: int = 0) -> Any:
+    def training_batches(
+        self, model: Any, batch_size: int, *, shuffle: bool = True, seed: int = 0, window_stride: int | None = None
+    ) -> Any:
         """The batches ``model`` trains on: per-sample batches, or sequence windows for models whose
-        ``training_data`` is ``"sequences"`` (trained on every position)."""
+        ``training_data`` is ``"sequences"`` (trained on every position; ``window_stride`` as in
+        :meth:`sequence_windows`)."""
         if getattr(model, "training_data", "samples") == "sequences":
-            return SequenceBatches(self, self.sequence_windows(), batch_size, shuffle=shuffle, seed=seed)
+            windows = self.sequence_windows(stride=window_stride)
+            return SequenceBatches(self, windows, batch_size, shuffle=shuffle, seed=seed, stride=window_stride)
         return self.train_batches(batch_size, shuffle=shuffle, seed=seed)
 
     def train_sample_count(self, model: Any = None) -> int:
@@ -271,6 +284,15 @@ class MatchData:
         }
 
 
+def _window_stride(length: int, stride: int | None) -> int:
+    """``stride`` checked against the window ``length`` (None: ``length``)."""
+    if stride is None:
+        return int(length)
+    if isinstance(stride, bool) or not 1 <= int(stride) <= int(length):
+        raise UsageError(f"window_stride must be between 1 and the history length {length}, got {stride}")
+    return int(stride)
+
+
 class TrainBatches:
     """Shuffled mini-batches of training positions; iterable like a DataLoader, reshuffled each pass.
 
@@ -304,6 +326,11 @@ class TrainBatches:
 class SequenceBatches(TrainBatches):
     """Shuffled mini-batches of sequence windows (see :meth:`MatchData.sequence_batch`)."""
 
+    def __init__(self, data: MatchData, ends: torch.Tensor, batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                 stride: int | None = None):
+        super().__init__(data, ends, batch_size, shuffle=shuffle, seed=seed)
+        self.stride = stride
+
     def __iter__(self) -> Iterator[Batch]:
         ends = self.positions
         if self.shuffle:
@@ -311,4 +338,4 @@ class SequenceBatches(TrainBatches):
             ends = ends[torch.randperm(ends.shape[0], generator=generator)]
         self.epoch += 1
         for start in range(0, ends.shape[0], self.batch_size):
-            yield self.data.sequence_batch(ends[start : start + self.batch_size])
+            yield self.data.sequence_batch(ends[start : start + self.batch_size], stride=self.stride)

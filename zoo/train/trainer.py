@@ -79,6 +79,8 @@ class MatchTrainer:
         seed: seeds torch and the negative sampler at ``fit`` (same seed, same result on CPU).
         grad_clip: clip the gradient norm to this value.
         verbose: show a rich progress bar.
+        time_limit: seconds of training after which no new epoch starts (the epoch running when the
+            limit passes finishes; the best epoch's weights are kept as always). ``None``: no limit.
         callbacks: extra :class:`~zoo.train.callbacks.Callback` objects.
     """
 
@@ -110,6 +112,7 @@ class MatchTrainer:
         grad_clip: float | None = None,
         verbose: bool = True,
         callbacks: Iterable[Callback] = (),
+        time_limit: float | None = None,
     ) -> None:
         if mode not in (0, 1, 2):
             raise UsageError(f"mode must be 0 (point-wise), 1 (pair-wise) or 2 (list-wise), got {mode!r}")
@@ -124,6 +127,8 @@ class MatchTrainer:
             raise UsageError(f"pairwise_loss must be one of {', '.join(PAIRWISE_LOSSES)}, got {pairwise_loss!r}")
         if int(n_epoch) < 1:
             raise UsageError(f"n_epoch must be >= 1, got {n_epoch}")
+        if time_limit is not None and not float(time_limit) > 0:
+            raise UsageError(f"time_limit must be a positive number of seconds, got {time_limit}")
         self.metric_name, self.metric_k = _parse_metric(valid_metric)
         self.model = model
         self.mode = int(mode)
@@ -140,6 +145,9 @@ class MatchTrainer:
         self.dense_l2 = float(reg.get("dense_l2", 0.0))
         self.n_epoch = int(n_epoch)
         self.earlystop_patience = int(earlystop_patience)
+        self.time_limit = None if time_limit is None else float(time_limit)
+        #: why the last ``fit`` stopped: ``epochs`` (all ran), ``patience`` or ``time_limit``
+        self.stop_reason: str | None = None
         self.gpus = gpus
         self.model_path = None if model_path is None else Path(model_path)
         self.negatives = ("inbatch" if mode == 2 else "uniform") if negatives == "auto" else negatives
@@ -186,6 +194,8 @@ class MatchTrainer:
         best_state: dict[str, torch.Tensor] | None = None
         stale = 0
         self.history = []
+        self.stop_reason = "epochs"
+        fit_started = time.perf_counter()
         try:
             for epoch in range(self.n_epoch):
                 self.callbacks.on_epoch_start(self, epoch)
@@ -209,6 +219,11 @@ class MatchTrainer:
                 self.history.append(logs)
                 self.callbacks.on_epoch_end(self, epoch, logs)
                 if task is not None and stale >= self.earlystop_patience:
+                    self.stop_reason = "patience"
+                    break
+                if self.time_limit is not None and time.perf_counter() - fit_started >= self.time_limit:
+                    if epoch + 1 < self.n_epoch:
+                        self.stop_reason = "time_limit"
                     break
         finally:
             if best_state is not None:

@@ -21,13 +21,16 @@ def zoo_register_models():
                 "negatives": "inbatch",
                 "epochs": 20,
                 "patience": 3,
-                "batch_size": 512,
-                "lr": 0.001,
+                "batch_size": 2048,
+                "lr": 0.003,
                 "valid_metric": "hitrate@50",
                 "temperature": 0.05,
                 "embed_dim": 64,
                 "interest_num": 4,
                 "routing_iterations": 3,
+                "profile": True,
+                "profile_dims": [256],
+                "recent_history": 5,
             },
         )
     ]

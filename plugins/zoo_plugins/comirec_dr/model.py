@@ -45,6 +45,8 @@ class ComirecDR(RecallModel):
         routing_init: ``zeros`` (ComiRec) or ``normal`` (a fixed buffer, needed with ``shared``).
         profile: concatenate the user features to each interest and map back to D with an MLP.
         profile_dims: hidden layers of that MLP.
+        recent_history: with ``profile``, also add the mean of the ``recent_history`` most recent
+            behaviours to the profile (a short-term signal; 0: off).
         item_side: average the item side features into item vectors.
         embedding_init_std: standard deviation of the embedding initialisation.
     """
@@ -69,6 +71,7 @@ class ComirecDR(RecallModel):
         routing_init: str = "zeros",
         profile: bool = False,
         profile_dims: Sequence[int] = (),
+        recent_history: int = 0,
         item_side: bool = True,
         embedding_init_std: float = 0.05,
     ) -> None:
@@ -97,6 +100,7 @@ class ComirecDR(RecallModel):
                 "routing_init": routing_init,
                 "profile": bool(profile),
                 "profile_dims": [int(d) for d in profile_dims],
+                "recent_history": int(recent_history),
                 "item_side": bool(item_side),
                 "embedding_init_std": float(embedding_init_std),
             },
@@ -105,7 +109,8 @@ class ComirecDR(RecallModel):
         self.interest_num = int(interest_num)
         self.inputs = InterestInputs(
             self.user_features, self.history_features, self.item_features, max_length=self.max_length,
-            item_side=item_side, init_std=embedding_init_std, use_profile=profile, owner="ComirecDR",
+            item_side=item_side, init_std=embedding_init_std, use_profile=profile,
+            recent=int(recent_history), owner="ComirecDR",
         )
         self.routing = CapsuleRouting(
             dim, dim, self.interest_num, self.max_length, iterations=routing_iterations,

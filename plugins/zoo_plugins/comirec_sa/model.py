@@ -46,6 +46,8 @@ class ComirecSA(RecallModel):
         profile: concatenate the user features to each interest and map back to D with an MLP
             (``profile_dims`` hidden layers).
         profile_dims: hidden layers of that MLP.
+        recent_history: with ``profile``, also add the mean of the ``recent_history`` most recent
+            behaviours to the profile (a short-term signal; 0: off).
         item_side: average the item side features into item vectors (False: the item id embedding).
         embedding_init_std: standard deviation of the embedding initialisation.
     """
@@ -69,6 +71,7 @@ class ComirecSA(RecallModel):
         positional: bool = True,
         profile: bool = False,
         profile_dims: Sequence[int] = (),
+        recent_history: int = 0,
         item_side: bool = True,
         embedding_init_std: float = 0.05,
     ) -> None:
@@ -92,6 +95,7 @@ class ComirecSA(RecallModel):
                 "positional": bool(positional),
                 "profile": bool(profile),
                 "profile_dims": [int(d) for d in profile_dims],
+                "recent_history": int(recent_history),
                 "item_side": bool(item_side),
                 "embedding_init_std": float(embedding_init_std),
             },
@@ -100,7 +104,8 @@ class ComirecSA(RecallModel):
         self.interest_num = int(interest_num)
         self.inputs = InterestInputs(
             self.user_features, self.history_features, self.item_features, max_length=self.max_length,
-            item_side=item_side, init_std=embedding_init_std, use_profile=profile, owner="ComirecSA",
+            item_side=item_side, init_std=embedding_init_std, use_profile=profile,
+            recent=int(recent_history), owner="ComirecSA",
         )
         self.extractor = SelfAttentiveInterests(dim, self.interest_num, hidden, self.max_length, positional=positional)
         self.profile_mlp = (

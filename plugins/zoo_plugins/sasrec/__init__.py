@@ -28,7 +28,7 @@ def zoo_register_models():
                 "embed_dim": 64,
                 "num_blocks": 2,
                 "num_heads": 1,
-                "dropout": 0.2,
+                "dropout": 0.1,
                 "temperature": 1.0,
             },
         )
