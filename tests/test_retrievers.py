@@ -571,6 +571,45 @@ def test_annoy_search_k_changes_answers_without_rebuild(tmp_path: Path) -> None:
 
 
 @needs_annoy
+@pytest.mark.parametrize("mips", ["l2", "native"])
+def test_annoy_short_forest_answers_are_completed(mips: str) -> None:
+    """search_k=1 makes Annoy offer fewer than k candidates for some rows: those rows are searched
+    again over every node, in both modes (labels only with the transform, labels and scores with dot)."""
+    items = clustered(3000, 16, 48)
+    queries = clustered(200, 16, 49)
+    retriever = create_retriever("annoy", mips=mips, n_trees=2, search_k=1, num_threads=1).fit(items)
+    raw = retriever._index
+    transformed = retriever._transform.queries(queries) if retriever._transform is not None else queries
+    short = sum(len(raw.get_nns_by_vector(row, 10, 1)) < 10 for row in transformed.tolist())
+    assert short > 0  # the case under test happens
+    labels, scores = retriever.query(queries, 10)
+    assert (labels >= 0).all() and all(len(set(row)) == 10 for row in labels.tolist())
+    expected = np.einsum("qd,qkd->qk", queries.astype(np.float64), items[labels].astype(np.float64))
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
+
+
+@needs_annoy
+def test_annoy_query_restores_the_garbage_collector_state() -> None:
+    import gc
+
+    items = clustered(500, 8, 50)
+    retriever = create_retriever("annoy", n_trees=2, num_threads=1).fit(items)
+    assert gc.isenabled()
+    retriever.query(items[:20], 5)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        retriever.query(items[:20], 5)
+        assert not gc.isenabled()  # the caller's choice is kept
+    finally:
+        gc.enable()
+    with pytest.raises(UsageError):
+        retriever.query(np.full((2, 8), np.nan, dtype=np.float32), 5)
+    assert gc.isenabled()
+
+
+@needs_annoy
 def test_annoy_batched_queries_use_threads() -> None:
     items = np.array(make_vectors(2000, 16, 47))
     queries = np.array(make_vectors(500, 16, 48))

