@@ -481,3 +481,12 @@ def test_sequence_window_stride_is_checked(medium: MatchData):
         medium.sequence_windows(8, 9)
     with pytest.raises(UsageError, match="window_stride"):
         medium.sequence_windows(8, 0)
+
+
+def test_window_stride_is_refused_for_sample_models(medium: MatchData):
+    class SampleModel:
+        training_data = "samples"
+
+    with pytest.raises(UsageError, match="window_stride applies to models trained on sequence windows"):
+        medium.training_batches(SampleModel(), 32, window_stride=4)
+    assert len(medium.training_batches(SampleModel(), 32)) > 0

@@ -244,6 +244,11 @@ class MatchData:
         if getattr(model, "training_data", "samples") == "sequences":
             windows = self.sequence_windows(stride=window_stride)
             return SequenceBatches(self, windows, batch_size, shuffle=shuffle, seed=seed, stride=window_stride)
+        if window_stride is not None:
+            raise UsageError(
+                f"window_stride applies to models trained on sequence windows (gru4rec, sasrec);"
+                f" {type(model).__name__} trains on single samples: drop the parameter"
+            )
         return self.train_batches(batch_size, shuffle=shuffle, seed=seed)
 
     def train_sample_count(self, model: Any = None) -> int:
