@@ -66,7 +66,6 @@ def _int_param(name: str, value: Any, *, minimum: int, allow: tuple[int, ...] = 
     return int(value)
 
 
-
 @contextmanager
 def _no_cyclic_gc() -> Iterator[None]:
     """Pause Python's cyclic garbage collector around the query loop.
@@ -85,6 +84,7 @@ def _no_cyclic_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
 
 class AnnoyRetriever(Retriever):
     """Approximate top-k with an Annoy forest.
