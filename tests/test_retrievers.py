@@ -27,7 +27,7 @@ from zoo.testing.retrievers import RetrieverConformance, brute_force_topk, make_
 torch = pytest.importorskip("torch")
 
 import zoo_plugins.exact.retriever as exact_module  # noqa: E402
-from zoo_plugins.exact.retriever import ExactRetriever, canonical_topk, group_size  # noqa: E402
+from zoo_plugins.exact.retriever import ExactRetriever, canonical_topk, group_size, scored_group_size  # noqa: E402
 from zoo_plugins.hnsw.retriever import HnswRetriever  # noqa: E402
 
 HAS_ANNOY = importlib.util.find_spec("annoy") is not None
@@ -87,6 +87,22 @@ class CountingGroupedExact(GroupedExact):
     def _search_plain(self, queries: Any, k: int) -> Any:
         self._fallback.append(int(queries.shape[0]))  # list.append: safe from the query threads
         return super()._search_plain(queries, k)
+
+
+class ScoredExact(GroupedExact):
+    """The grouped search in its scored (GPU) form, forced on CPU and on any catalogue size."""
+
+    grouped_form = "scored"
+
+
+class TestExactScoredConformance(RetrieverConformance):
+    """The scored grouped search (the GPU form) on the suite's data."""
+
+    recall_floor = 1.0
+    deterministic_params = {}
+
+    def make_retriever(self, metric: str = "ip", **params: Any) -> ExactRetriever:
+        return ScoredExact(metric=metric, **{"chunk_size": 48, **params})
 
 
 class TestExactConformanceDirect(RetrieverConformance):
@@ -456,6 +472,57 @@ def test_exact_grouped_equals_plain_and_numpy(n: int, dim: int, k: int) -> None:
     np.testing.assert_allclose(grouped[1], truth_scores, rtol=1e-4, atol=1e-4 * np.abs(truth_scores).max())
 
 
+@pytest.mark.parametrize(("n", "dim", "k"), [(4000, 16, 10), (4001, 8, 37), (3000, 24, 1), (5003, 12, 100)])
+def test_exact_scored_equals_plain_and_numpy(monkeypatch, n: int, dim: int, k: int) -> None:
+    items = np.array(make_vectors(n, dim, 41, spread_norms=True))
+    items[200:260] = items[7]  # a tie group crossing group boundaries
+    queries = np.array(make_vectors(120, dim, 42))
+    queries[3] = items[7] * 2.0  # ties at the top
+    full_rows: list[int] = []
+    original = exact_module.canonical_topk
+
+    def counting_topk(scores: Any, k: int) -> Any:
+        if scores.shape[1] == n:  # a top-k over every item: the plain path or the scored fallback
+            full_rows.append(int(scores.shape[0]))
+        return original(scores, k)
+
+    monkeypatch.setattr(exact_module, "canonical_topk", counting_topk)
+    scored = ScoredExact(chunk_size=50).fit(items).query(queries, k)
+    assert sum(full_rows) <= 3, full_rows  # the group maxima answer all but the tied rows
+    monkeypatch.setattr(exact_module, "canonical_topk", original)
+    plain = ExactRetriever(chunk_size=50).fit(items).query(queries, k)
+    truth, truth_scores = brute_force_topk(items, queries, k)
+    np.testing.assert_array_equal(scored[0], plain[0])
+    np.testing.assert_array_equal(scored[1], plain[1])  # the same score matrix: the same numbers
+    np.testing.assert_array_equal(scored[0], truth)
+    np.testing.assert_allclose(scored[1], truth_scores, rtol=1e-4, atol=1e-4 * np.abs(truth_scores).max())
+
+
+def test_exact_scored_ties_across_excluded_groups() -> None:
+    # every item scores the same for the first query: the k-th score ties with excluded groups, and
+    # the answer must still be the first k items in index order
+    items = np.array(make_vectors(3000, 8, 43))
+    items[:, 0] = 0.0
+    queries = np.zeros((2, 8), dtype=np.float32)
+    queries[0, 0] = 1.0
+    queries[1] = np.array(make_vectors(1, 8, 44))[0]
+    labels, scores = ScoredExact().fit(items).query(queries, 25)
+    np.testing.assert_array_equal(labels[0], np.arange(25))
+    np.testing.assert_array_equal(labels[1], brute_force_topk(items, queries[1:], 25)[0][0])
+
+
+def test_exact_grouped_form_follows_the_device() -> None:
+    items = np.array(make_vectors(40_000, 8, 45))
+    retriever = ExactRetriever().fit(items)
+    assert retriever._grouped_search(40_000, 10, 8) == retriever._search_grouped  # CPU: blocked
+    assert retriever._grouped_search(40_000, 100, 8) is None  # fewer than 800 items per result
+    retriever.device = torch.device("cuda")  # only inspected here: nothing runs on it
+    assert retriever._grouped_search(40_000, 10, 8) == retriever._search_scored
+    assert retriever._chunk(10**6) == 4096
+    retriever._ids = np.arange(10**6)  # a GPU chunk of 4096 x 1M scores would take 16 GiB: smaller chunks
+    assert retriever._chunk(10**6) == (2 << 30) // (4 * 10**6)
+
+
 def test_exact_grouped_with_many_super_blocks(monkeypatch) -> None:
     # a tiny group buffer forces one super-block per few groups: candidates are merged across them
     monkeypatch.setitem(exact_module._GROUP_BUFFER_BYTES, "cpu", 4 * 64 * 30)
@@ -480,6 +547,9 @@ def test_exact_group_size() -> None:
     assert group_size(200_000, 10, 64) == 16
     assert group_size(200_000, 100, 64) == 4
     assert 4 <= group_size(10, 1000, 8) <= 64 and 4 <= group_size(10**9, 1, 4) <= 64
+    assert scored_group_size(200_000, 10) == 128
+    assert scored_group_size(200_000, 100) == 32
+    assert 4 <= scored_group_size(10, 1000) <= 256 and 4 <= scored_group_size(10**9, 1) <= 256
 
 
 def test_exact_memory_bytes() -> None:

@@ -4,7 +4,7 @@ Ties are broken canonically, whatever the device: equal scores rank the item ind
 internal label) first, so the ground truth does not change between CPU and GPU runs even for
 duplicate item vectors.
 
-Two search paths give the same answers:
+Three search paths give the same answers:
 
 * **plain** (small catalogues, or ``k`` close to the catalogue size): per chunk of ``chunk_size``
   queries, one matmul over every item and one top-k.
@@ -20,6 +20,16 @@ Two search paths give the same answers:
   ``(k + 1) g`` items are rescored (gathered dot products) and ranked canonically. A row where the
   best excluded group could still tie the k-th score (duplicates, or within float32 rounding of it)
   is answered by the plain path, so results stay exact.
+
+  This **blocked** form suits a CPU, where the scores of a block are reduced while in cache.
+* **scored** (the grouped search on a GPU): a GPU has the memory bandwidth to keep the whole
+  ``chunk x count`` score matrix, but gathering ``(k + 1) g`` item vectors per query to rescore them
+  costs more than the selection it saves (at ``k = 100`` it made the search slower than a bare
+  ``matmul + topk``). So the scores are computed once by one matmul, reduced to group maxima by a
+  strided ``amax``, the top ``k + 1`` groups are chosen as above and the scores of their items are
+  gathered from the matrix itself. The candidates' scores are the very numbers the plain path would
+  rank, so no rounding slack is needed: a row is handed to the plain top-k (over the same matrix)
+  only when the best excluded group ties the k-th score.
 
 On CPU this answers 200k x 64 top-10 queries several times faster than a bare ``matmul + topk``
 (measurements: ``docs/retrievers.md``, ``benchmarks/test_bench_retrievers.py``).
@@ -50,6 +60,9 @@ AUTO_CHUNK = {"cpu": 256, "other": 4096}
 _BLOCK_BYTES = {"cpu": 2 << 20, "other": 256 << 20}
 #: bytes of group maxima kept per super-block of items (bounds memory on huge catalogues)
 _GROUP_BUFFER_BYTES = {"cpu": 64 << 20, "other": 1 << 30}
+#: bytes of scores per query chunk on a GPU with ``chunk_size="auto"`` (the plain and scored paths
+#: hold the ``chunk x count`` score matrix; huge catalogues get smaller chunks)
+_GPU_SCORE_BYTES = 2 << 30
 
 # Device override for ExactRetriever.load(directory, device=...): read by __init__, which the
 # base class's load() calls with the device saved in the header.
@@ -72,6 +85,13 @@ def group_size(count: int, k: int, dim: int) -> int:
     candidates of ``dim`` floats (``g ~ sqrt(count / (k dim))``), a power of two in [4, 64]."""
     ideal = math.sqrt(max(count, 1) / max(k * dim, 1))
     return int(min(64, max(4, 2 ** round(math.log2(max(ideal, 1.0))))))
+
+
+def scored_group_size(count: int, k: int) -> int:
+    """Items per group of the scored (GPU) search: balances the top-k over ``count / g`` group maxima
+    against ranking ``(k + 1) g`` gathered scores (``g ~ sqrt(count / k)``), a power of two in [4, 256]."""
+    ideal = math.sqrt(max(count, 1) / max(k + 1, 1))
+    return int(min(256, max(4, 2 ** round(math.log2(max(ideal, 1.0))))))
 
 
 def _parallel_chunks(run: Any, starts: list[int], workers: int) -> None:
@@ -151,6 +171,9 @@ class ExactRetriever(Retriever):
     #: result, use the grouped search (below, the plain path is as fast: measured crossover on CPU)
     grouped_min_items: ClassVar[int] = 16384
     grouped_items_per_k: ClassVar[int] = 800
+    #: the grouped search's form: ``"blocked"`` (rescoring gathered vectors, cache-blocked), ``"scored"``
+    #: (group maxima of the kept score matrix), or None: blocked on CPU, scored on any other device
+    grouped_form: ClassVar[str | None] = None
 
     def __init__(self, metric: str = "ip", **params: Any) -> None:
         override = _LOAD_DEVICE.get()
@@ -218,8 +241,22 @@ class ExactRetriever(Retriever):
         self._max_norm = max(self._max_norm, _max_norm(vectors))
 
     def _chunk(self, n_queries: int) -> int:
-        chunk = self._chunk_size or AUTO_CHUNK["cpu" if self.device.type == "cpu" else "other"]
+        chunk = self._chunk_size
+        if chunk is None:
+            on_cpu = self.device.type == "cpu"
+            chunk = AUTO_CHUNK["cpu" if on_cpu else "other"]
+            if not on_cpu:  # the score matrix of one chunk stays within _GPU_SCORE_BYTES
+                chunk = min(chunk, _GPU_SCORE_BYTES // (4 * max(self.count, 1)))
         return max(1, min(chunk, n_queries))
+
+    def _grouped_search(self, count: int, k: int, dim: int) -> Any:
+        """The grouped search method for ``count`` items and top-``k``, or None where the plain path
+        is as fast (small catalogues, or ``k`` close to the catalogue size)."""
+        form = self.grouped_form or ("blocked" if self.device.type == "cpu" else "scored")
+        g = group_size(count, k, dim) if form == "blocked" else scored_group_size(count, k)
+        if count < max(self.grouped_min_items, 1) or count < self.grouped_items_per_k * k or (k + 1) * g * 2 > count:
+            return None
+        return self._search_grouped if form == "blocked" else self._search_scored
 
     @torch.inference_mode()
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -228,12 +265,7 @@ class ExactRetriever(Retriever):
         all_queries = _from_numpy(queries).to(self.device)
         chunk = self._chunk(n_queries)
         count = items.shape[0]
-        grouped = (
-            count >= max(self.grouped_min_items, 1)
-            and count >= self.grouped_items_per_k * k
-            and (k + 1) * group_size(count, k, items.shape[1]) * 2 <= count
-        )
-        search = self._search_grouped if grouped else self._search_plain
+        search = self._grouped_search(count, k, items.shape[1]) or self._search_plain
         labels = torch.empty((n_queries, k), dtype=torch.int64, device=self.device)
         scores = torch.empty((n_queries, k), dtype=torch.float32, device=self.device)
         starts = list(range(0, n_queries, chunk))
@@ -254,8 +286,31 @@ class ExactRetriever(Retriever):
         """One matmul over every item, then the canonical top-k."""
         return canonical_topk(queries @ self.item_matrix.t(), k)
 
+    def _search_scored(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact top-k through group maxima of the kept score matrix (the GPU form; module docstring)."""
+        scores = queries @ self.item_matrix.t()
+        m, count = scores.shape
+        g = scored_group_size(count, k)
+        groups = count // g
+        wanted = min(k + 1, groups)
+        maxima = scores[:, : groups * g].view(m, groups, g).amax(dim=2)
+        group_values, index = torch.topk(maxima, wanted, dim=1, sorted=False)
+        # every group left out is no better than the worst one kept
+        excluded = group_values.amin(dim=1) if wanted < groups else torch.full((m,), -math.inf, device=scores.device)
+        index = index.sort(dim=1).values  # candidates in index order: canonical ties by position
+        candidates = (index.unsqueeze(2) * g + torch.arange(g, device=scores.device)).reshape(m, -1)
+        if groups * g < count:  # the last, partial group is always a candidate
+            tail = torch.arange(groups * g, count, device=scores.device).expand(m, -1)
+            candidates = torch.cat([candidates, tail], 1)
+        top_values, position = canonical_topk(scores.gather(1, candidates), k)
+        top_labels = candidates.gather(1, position)
+        unsure = (excluded >= top_values[:, -1]).nonzero().squeeze(1)
+        if unsure.numel():  # an excluded group may hold an item tied with the k-th score
+            top_values[unsure], top_labels[unsure] = canonical_topk(scores[unsure], k)
+        return top_values, top_labels
+
     def _search_grouped(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Exact top-k through group maxima (see module docstring)."""
+        """Exact top-k through group maxima, blocked for the cache (the CPU form; module docstring)."""
         items = self.item_matrix
         count, dim = items.shape
         m = queries.shape[0]
