@@ -552,6 +552,23 @@ def test_exact_group_size() -> None:
     assert 4 <= scored_group_size(10, 1000) <= 256 and 4 <= scored_group_size(10**9, 1) <= 256
 
 
+def test_ids_follow_fit_and_add_after_the_positional_shortcut() -> None:
+    # fit without ids answers labels as ids; an add with other ids (or a refit with ids) must not keep
+    # using that shortcut
+    items = np.array(make_vectors(50, 8, 61))
+    retriever = ExactRetriever(metric="cosine").fit(items[:30])  # each vector's best match is itself
+    assert retriever._ids_are_positions()
+    np.testing.assert_array_equal(retriever.query(items[5], 1)[0], [5])
+    retriever.add(items[30:], ids=np.arange(1000, 1020))
+    assert not retriever._ids_are_positions()
+    np.testing.assert_array_equal(retriever.query(items[40], 1)[0], [1010])
+    np.testing.assert_array_equal(retriever.query(items[5], 1)[0], [5])
+    retriever.fit(items[:30], ids=np.arange(30)[::-1])
+    np.testing.assert_array_equal(retriever.query(items[5], 1)[0], [24])
+    padded = retriever.query(items[:2], 40)  # k above the catalogue: -1 padding, -inf scores
+    assert (padded[0][:, 30:] == -1).all() and np.isneginf(padded[1][:, 30:]).all()
+
+
 def test_exact_memory_bytes() -> None:
     retriever = ExactRetriever()
     assert retriever.memory_bytes() is None

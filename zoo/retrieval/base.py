@@ -105,6 +105,7 @@ class Retriever(ABC):
         self.query_params: dict[str, Any] = {k: v for k, v in params.items() if k in self.query_param_names}
         self.dim: int | None = None
         self._ids: np.ndarray = np.empty(0, dtype=np.int64)
+        self._positional_ids: tuple[np.ndarray, bool] | None = None  # (ids array, ids == arange(count))
 
     # -- public API ---------------------------------------------------------------------------
     @property
@@ -159,9 +160,12 @@ class Retriever(ABC):
         labels, scores = self._search(self._prepare(matrix), k_eff)
         labels = np.asarray(labels, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.float32)
-        valid = labels >= 0
-        ids = np.where(valid, self._ids[np.where(valid, labels, 0)], -1)
-        scores = np.where(valid, scores, -np.inf).astype(np.float32)
+        if labels.size and labels.min() >= 0:  # every slot answered (the common case: no masking)
+            ids = labels if self._ids_are_positions() else self._ids[labels]
+        else:
+            valid = labels >= 0
+            ids = np.where(valid, self._ids[np.where(valid, labels, 0)], -1)
+            scores = np.where(valid, scores, -np.inf).astype(np.float32)
         if k_eff < k:
             pad = k - k_eff
             ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
@@ -251,6 +255,16 @@ class Retriever(ABC):
         return retriever
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _ids_are_positions(self) -> bool:
+        """Whether item ids equal internal labels (``fit`` without ids): answers then need no id lookup.
+        Cached per ids array (``fit``, ``add`` and ``load`` each assign a new one)."""
+        ids = self._ids
+        cached = self._positional_ids
+        if cached is None or cached[0] is not ids:
+            positional = ids.size == 0 or (int(ids[-1]) == ids.size - 1 and np.array_equal(ids, np.arange(ids.size)))
+            cached = self._positional_ids = (ids, bool(positional))
+        return cached[1]
+
     def _prepare(self, matrix: np.ndarray) -> np.ndarray:
         return normalize_rows(matrix) if self.metric == "cosine" else matrix
 
@@ -294,7 +308,9 @@ class Retriever(ABC):
 
     @abstractmethod
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return (labels [q, k] with -1 for missing, scores [q, k]) for ``k <= count``, best first."""
+        """Return (labels [q, k] with -1 for missing, scores [q, k]) for ``k <= count``, best first.
+
+        Return new arrays (not views of the index's own buffers): they may be handed to the caller."""
 
     def _apply_query_params(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Push ``self.query_params`` into the live index (no rebuild)."""
