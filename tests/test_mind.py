@@ -302,7 +302,7 @@ def test_each_mode_lowers_the_loss_on_a_fixed_batch(mode, negatives):
     def loss() -> float:
         trainer.generator.manual_seed(7)
         with torch.no_grad():
-            return float(trainer.compute_loss(batch).detach())
+            return float(trainer.compute_loss(batch))
 
     before = loss()
     for _ in range(30):
