@@ -280,7 +280,8 @@ def _registered_models() -> list[str]:
 
 @pytest.mark.parametrize("model", _registered_models())
 def test_training_step_throughput(benchmark, model, device):
-    """Optimisation steps of each registered model at its preset, on a synthetic log: samples/s."""
+    """Optimisation steps of each registered model at its preset (window stride included), on a synthetic
+    log: samples/s."""
     from zoo.data.match import MatchData
     from zoo.data.protocol import get_protocol
     from zoo.pipeline import split_params
@@ -296,7 +297,7 @@ def test_training_step_throughput(benchmark, model, device):
     trainer = MatchTrainer(net, mode=int(trainer_cfg["mode"]), negatives=str(trainer_cfg["negatives"]), model_path=None,
                            item_counts=data.item_counts, verbose=False, device=device, seed=0)
     batch_size = int(trainer_cfg["batch_size"])
-    epochs = data.training_batches(net, batch_size, seed=0)
+    epochs = data.training_batches(net, batch_size, seed=0, window_stride=trainer_cfg.get("window_stride"))
 
     def forever() -> Any:
         while True:
