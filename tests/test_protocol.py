@@ -226,3 +226,61 @@ def test_filter_does_not_mutate_input():
 def test_replace_unknown_setting():
     with pytest.raises(UsageError, match="history_length"):
         get_protocol("loo").replace(history_length=3)
+
+
+# -- time precision -----------------------------------------------------------------------------------------
+def test_time_precision_presets_and_validation():
+    assert get_protocol("recbole-seq").time_precision == "float32"  # RecBole sorts a float32 tensor
+    assert {p.time_precision for name, p in PROTOCOLS.items() if name != "recbole-seq"} == {"float64"}
+    assert get_protocol("recbole-seq").card()["time_precision"] == "float32"
+    assert "float32" in get_protocol("recbole-seq").card()["split"]
+    with pytest.raises(UsageError, match="time_precision") as info:
+        Protocol(time_precision="float16")
+    assert info.value.exit_code == 2
+    assert get_protocol("recbole-seq").replace(time_precision="float64").name == "recbole-seq+custom"
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_time_precision_orders_events_like_a_slow_reference(precision):
+    """Each user's sequence equals a per-user sort by (timestamp rounded to ``precision``, file row)."""
+    from zoo.data.match import MatchData
+
+    rng = np.random.default_rng(7)
+    users, items = 20, 40
+    rows = []
+    for user in range(users):
+        # 2001-era timestamps: float32 steps of 64 s there, so events seconds apart may tie
+        times = 997_454_400 + rng.integers(0, 900, size=items)
+        rows += [(user, int(item), int(t), 5) for item, t in zip(rng.permutation(items), times, strict=True)]
+    file_order = rng.permutation(len(rows))
+    rows = [rows[i] for i in file_order]
+    protocol = Protocol(name="t", mask_seen=False, time_precision=precision)
+    data = MatchData.from_interactions(make_interactions(rows), protocol)
+
+    key = np.float32 if precision == "float32" else np.float64
+    expected = {}
+    for row, (user, item, t, _) in enumerate(rows):
+        expected.setdefault(user, []).append((float(key(t)), row, item))
+    vocab = data.encoder.vocabs
+    seq_users = vocab["user_id"].decode(data.seq_users.numpy())
+    seq_items = vocab["item_id"].decode(data.seq_items.numpy())
+    got: dict[int, list[int]] = {}
+    for user, item in zip(seq_users, seq_items, strict=True):
+        got.setdefault(int(user), []).append(int(item))
+    assert got == {user: [item for _, _, item in sorted(events)] for user, events in expected.items()}
+
+
+def test_float32_time_order_differs_from_exact_order():
+    """The setting is used: events 20 s apart inside one 64-second float32 step keep file order."""
+    from zoo.data.match import MatchData
+
+    base = 997_454_400  # a multiple of 64, exactly representable in float32
+    # file order: item 1 at base + 20 s, then item 2 at base + 1 s, both in the step [base, base + 32)
+    rows = [(0, 1, base + 20, 5), (0, 2, base + 1, 5), (0, 3, base + 600, 5), (0, 4, base + 1200, 5)]
+    rows += [(1, 3, base, 5), (1, 4, base + 600, 5), (1, 1, base + 1200, 5), (1, 2, base + 1800, 5)]  # 3, 4 in training
+    orders = {}
+    for precision in ("float64", "float32"):
+        data = MatchData.from_interactions(make_interactions(rows), Protocol(name="t", time_precision=precision))
+        items = data.encoder.vocabs["item_id"].decode(data.seq_items.numpy()[:4])
+        orders[precision] = [int(i) for i in items]
+    assert orders == {"float64": [2, 1, 3, 4], "float32": [1, 2, 3, 4]}

@@ -427,7 +427,8 @@ def parse_params(items: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any], 
     protocol overrides).
 
     ``retriever.KEY=V`` goes to the retriever, ``data.KEY=V`` to the dataset, ``protocol.KEY=V`` to the
-    protocol (``min_rating``, ``user_core``, ``item_core``, ``history_len``), the rest to the model.
+    protocol (``min_rating``, ``user_core``, ``item_core``, ``history_len``, ``time_precision``), the rest to
+    the model.
     """
     model: dict[str, Any] = {}
     retriever: dict[str, Any] = {}

@@ -75,8 +75,8 @@ class MatchData:
         started = time.perf_counter()
         before = interactions.stats()
         events, removed = protocol.filter_events(interactions)
-        # Stable sort by (user, timestamp): equal timestamps keep file order.
-        order = np.lexsort((events["timestamp"].to_numpy(), events["user_id"].to_numpy()))
+        # Stable sort by (user, timestamp key): equal keys keep file order.
+        order = np.lexsort((protocol.time_keys(events["timestamp"].to_numpy()), events["user_id"].to_numpy()))
         users_raw = events["user_id"].to_numpy()[order]
         items_raw = events["item_id"].to_numpy()[order]
         boundaries = np.flatnonzero(users_raw[1:] != users_raw[:-1]) + 1
