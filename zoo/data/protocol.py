@@ -110,8 +110,11 @@ class Protocol:
         return events, removed
 
     def time_keys(self, timestamps: np.ndarray) -> np.ndarray:
-        """The keys events are time-ordered by (see ``time_precision``)."""
-        return np.asarray(timestamps, dtype=np.float32 if self.time_precision == "float32" else np.float64)
+        """The keys events are time-ordered by (see ``time_precision``): the timestamps as they are
+        for ``float64`` (no conversion, so integer nanoseconds keep their order), float32 otherwise."""
+        if self.time_precision == "float32":
+            return np.asarray(timestamps, dtype=np.float32)
+        return np.asarray(timestamps)
 
     def card(self) -> dict[str, Any]:
         """The protocol's settings in words and values (the static part of the protocol card)."""
