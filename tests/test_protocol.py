@@ -275,7 +275,7 @@ def test_float32_time_order_differs_from_exact_order():
     from zoo.data.match import MatchData
 
     base = 997_454_400  # a multiple of 64, exactly representable in float32
-    # file order: item 1 at base + 20 s, then item 2 at base + 1 s, both in the step [base, base + 32)
+    # file order: item 1 at base + 20 s, then item 2 at base + 1 s; float32 rounds both to base (64-s steps)
     rows = [(0, 1, base + 20, 5), (0, 2, base + 1, 5), (0, 3, base + 600, 5), (0, 4, base + 1200, 5)]
     rows += [(1, 3, base, 5), (1, 4, base + 600, 5), (1, 1, base + 1200, 5), (1, 2, base + 1800, 5)]  # 3, 4 in training
     orders = {}

@@ -48,7 +48,7 @@ class Protocol:
             train, valid and test).
         time_precision: ``float64`` orders events by their exact timestamps; ``float32`` by the
             timestamps rounded to float32, as RecBole stores them (at 2000-era Unix times that is
-            steps of 64 seconds: events less than about a minute apart keep file order). Either way
+            steps of 64 seconds: events that round to the same step keep file order). Either way
             equal keys keep file order.
     """
 
