@@ -66,6 +66,7 @@ def test_run_human_summary(invoke, tmp_path):
         (["run", "dssm", "--format", "xml"], "--format"),
         (["run", "dssm", "--k", "ten"], "--k"),
         (["run", "dssm", "--param", "retriever.nope=1"], "has no parameter 'nope'"),
+        (["run", "dssm", "--param", "lr_schedule=step"], "lr_schedule 'step' is unknown"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(invoke, args, fragment):

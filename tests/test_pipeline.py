@@ -89,6 +89,13 @@ def test_dssm_clearly_beats_popularity_on_synthetic(tmp_path):
     assert report.metrics["retriever"] == model  # the exact retriever reproduces exact search
 
 
+def test_lr_schedule_param_reaches_the_trainer(tmp_path):
+    params = {"embed_dim": 8, "dims": [16, 8], "lr": 0.01, "lr_schedule": "cosine"}
+    report = run(small_config(tmp_path, save=False, epochs=3, params=params))
+    rates = [epoch["lr"] for epoch in report.training["history"]]
+    assert rates == pytest.approx([0.01, 0.0075, 0.0025])  # cosine over 3 epochs
+
+
 def test_unmasked_protocol_is_recorded_and_used(tmp_path):
     masked = run(small_config(tmp_path, save=False))
     unmasked = run(small_config(tmp_path, save=False, mask_seen=False))

@@ -246,3 +246,45 @@ def test_regularization_adds_the_l2_penalties(data):
         expected = 1e-3 * sum(float(p.pow(2).sum()) for p in embeddings) + 1e-2 * sum(float(p.pow(2).sum()) for p in dense)
         assert float(trainer._regularization()) == pytest.approx(expected, rel=1e-5)
     assert embeddings and dense
+
+
+def test_cosine_schedule_decays_the_rate_each_epoch(data):
+    trainer = MatchTrainer(build(data), mode=2, optimizer_params={"lr": 0.01}, n_epoch=4, model_path=None,
+                           item_counts=data.item_counts, seed=0, verbose=False, lr_schedule="cosine")
+    history = trainer.fit(data.train_batches(256), data.ranking_task("valid"))
+    expected = [0.01 * (1 + math.cos(math.pi * epoch / 4)) / 2 for epoch in range(4)]
+    assert [h["lr"] for h in history] == pytest.approx(expected)
+
+
+def test_plateau_schedule_cuts_the_rate_after_epochs_without_gain(data, monkeypatch):
+    monkeypatch.setattr(MatchTrainer, "evaluate_ranking", lambda self, task, ks: {self.valid_metric: 0.5})
+    trainer = trainer_for(data, 2, "inbatch", lr_schedule="plateau", lr_factor=0.5, lr_patience=2,
+                          valid_metric="recall@10")
+    trainer.n_epoch, trainer.earlystop_patience = 7, 100
+    history = trainer.fit(data.train_batches(256), data.ranking_task("valid"))
+    # epoch 1 sets the best; epochs 2-3 are without gain -> cut; 4-5 -> cut; 6-7 -> cut after the last
+    assert [h["lr"] / 0.01 for h in history] == pytest.approx([1, 1, 1, 0.5, 0.5, 0.25, 0.25])
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 / 8)
+
+
+def test_plateau_schedule_keeps_the_rate_while_the_metric_improves(data, monkeypatch):
+    scores = iter([0.1, 0.2, 0.2, 0.3, 0.25, 0.24, 0.4])
+    monkeypatch.setattr(MatchTrainer, "evaluate_ranking", lambda self, task, ks: {self.valid_metric: next(scores)})
+    trainer = trainer_for(data, 2, "inbatch", lr_schedule="plateau", lr_patience=2, valid_metric="recall@10")
+    trainer.n_epoch = 7
+    history = trainer.fit(data.train_batches(256), data.ranking_task("valid"))
+    # one stale epoch (3) is forgiven; two in a row (5, 6) halve the rate for epoch 7
+    assert [h["lr"] / 0.01 for h in history] == pytest.approx([1, 1, 1, 1, 1, 1, 0.5])
+
+
+def test_schedule_errors(data):
+    with pytest.raises(UsageError, match="lr_schedule 'step'"):
+        trainer_for(data, 2, lr_schedule="step")
+    with pytest.raises(UsageError, match="not both"):
+        trainer_for(data, 2, lr_schedule="cosine", scheduler_fn=torch.optim.lr_scheduler.StepLR,
+                    scheduler_params={"step_size": 1})
+    with pytest.raises(UsageError, match="lr_factor"):
+        trainer_for(data, 2, lr_schedule="plateau", lr_factor=1.5)
+    trainer = trainer_for(data, 2, lr_schedule="plateau")
+    with pytest.raises(UsageError, match="validation data"):
+        trainer.fit(data.train_batches(256))

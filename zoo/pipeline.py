@@ -41,6 +41,9 @@ TRAINER_KEYS = {
     "grad_clip": float,
     "time_limit": float,
     "window_stride": int,
+    "lr_schedule": str,
+    "lr_factor": float,
+    "lr_patience": int,
 }
 DEFAULT_TRAINER = {"mode": 2, "negatives": "auto", "epochs": 10, "batch_size": 512, "lr": 1e-3, "patience": 3}
 
@@ -257,6 +260,9 @@ def train_model(config: RunConfig, *, registry: Registry | None = None, progress
         verbose=False,
         callbacks=progress.trainer_callbacks(),
         time_limit=trainer_cfg.get("time_limit"),
+        lr_schedule=str(trainer_cfg.get("lr_schedule", "constant")),
+        lr_factor=float(trainer_cfg.get("lr_factor", 0.5)),
+        lr_patience=int(trainer_cfg.get("lr_patience", 2)),
     )
     progress.stage("train", f"{model_spec.name} on {device}")
     started = time.perf_counter()

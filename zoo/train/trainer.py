@@ -44,6 +44,7 @@ from zoo.train.inference import (
 CHECKPOINT_FILE = "model.safetensors"
 NEGATIVE_KINDS = ("auto", "batch", "uniform", "popularity", "inbatch", "mixed", "shared", "full")
 PAIRWISE_LOSSES = ("bpr", "hinge", "bpr-max")
+LR_SCHEDULES = ("constant", "cosine", "plateau")
 DEFAULT_NUM_NEGATIVES = {0: 4, 1: 1, 2: 50}
 
 
@@ -57,6 +58,11 @@ class MatchTrainer:
         regularization_params: ``{"embedding_l2": ..., "dense_l2": ...}`` L2 penalties on the embedding
             tables and on the dense weight matrices.
         scheduler_fn / scheduler_params: optional learning-rate scheduler, stepped once per epoch.
+        lr_schedule: a built-in schedule instead of ``scheduler_fn``: ``constant`` (the default),
+            ``cosine`` (cosine decay from the initial rate to 0 over ``n_epoch`` epochs) or ``plateau``
+            (multiply the rate by ``lr_factor`` after ``lr_patience`` epochs in a row without a better
+            validation metric; needs validation data).
+        lr_factor / lr_patience: the ``plateau`` schedule's factor (0 < f < 1) and patience (>= 1).
         n_epoch: maximum epochs.
         earlystop_patience: stop after this many epochs without a better validation metric.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
@@ -113,6 +119,9 @@ class MatchTrainer:
         verbose: bool = True,
         callbacks: Iterable[Callback] = (),
         time_limit: float | None = None,
+        lr_schedule: str = "constant",
+        lr_factor: float = 0.5,
+        lr_patience: int = 2,
     ) -> None:
         if mode not in (0, 1, 2):
             raise UsageError(f"mode must be 0 (point-wise), 1 (pair-wise) or 2 (list-wise), got {mode!r}")
@@ -129,6 +138,12 @@ class MatchTrainer:
             raise UsageError(f"n_epoch must be >= 1, got {n_epoch}")
         if time_limit is not None and not float(time_limit) > 0:
             raise UsageError(f"time_limit must be a positive number of seconds, got {time_limit}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise UsageError(f"lr_schedule {lr_schedule!r} is unknown; use one of {', '.join(LR_SCHEDULES)}")
+        if lr_schedule != "constant" and scheduler_fn is not None:
+            raise UsageError(f"give either scheduler_fn or lr_schedule={lr_schedule!r}, not both")
+        if lr_schedule == "plateau" and not (0.0 < float(lr_factor) < 1.0 and int(lr_patience) >= 1):
+            raise UsageError(f"lr_factor must be in (0, 1) and lr_patience >= 1, got {lr_factor} and {lr_patience}")
         self.metric_name, self.metric_k = _parse_metric(valid_metric)
         self.model = model
         self.mode = int(mode)
@@ -137,6 +152,16 @@ class MatchTrainer:
         self.optimizer_params = dict(optimizer_params or {"lr": 1e-3})
         self.optimizer = optimizer_fn(self.model.parameters(), **self.optimizer_params)
         self.scheduler = scheduler_fn(self.optimizer, **(scheduler_params or {})) if scheduler_fn else None
+        self.lr_schedule = lr_schedule
+        if lr_schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=int(n_epoch))
+        # threshold 0: "better" means strictly higher, the same test as early stopping's
+        self._plateau = (
+            torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="max", factor=float(lr_factor), patience=int(lr_patience) - 1, threshold=0.0
+            )
+            if lr_schedule == "plateau" else None
+        )
         reg = dict(regularization_params or {})
         unknown = sorted(set(reg) - {"embedding_l2", "dense_l2"})
         if unknown:
@@ -190,6 +215,8 @@ class MatchTrainer:
             self.generator.manual_seed(self.seed)
         steps = len(train_dataloader) if hasattr(train_dataloader, "__len__") else None
         task = self._ranking_task(val_dataloader) if val_dataloader is not None else None
+        if self._plateau is not None and task is None:
+            raise UsageError("lr_schedule='plateau' needs validation data; pass val_dataloader or use 'cosine'")
         self.callbacks.on_fit_start(self, self.n_epoch, steps)
         best_state: dict[str, torch.Tensor] | None = None
         stale = 0
@@ -208,6 +235,8 @@ class MatchTrainer:
                     score = self.evaluate_ranking(task, ks=(self.metric_k,))[self.valid_metric]
                     improved = self.best_score is None or score > self.best_score
                     logs.update(valid=score, valid_metric=self.valid_metric, improved=improved)
+                    if self._plateau is not None:
+                        self._plateau.step(score)
                     if improved:
                         self.best_score, self.best_epoch, stale = score, epoch + 1, 0
                         best_state = {k: v.detach().clone().cpu() for k, v in self.model.state_dict().items()}
