@@ -288,3 +288,40 @@ def test_schedule_errors(data):
     trainer = trainer_for(data, 2, lr_schedule="plateau")
     with pytest.raises(UsageError, match="validation data"):
         trainer.fit(data.train_batches(256))
+
+
+class WeightRecorder(Callback):
+    def __init__(self) -> None:
+        self.snapshots: list[list[torch.Tensor]] = []
+
+    def on_batch_end(self, trainer, step, loss):
+        self.snapshots.append([p.detach().clone() for p in trainer.model.parameters()])
+
+
+def test_ema_returns_the_moving_average_of_the_weights(data):
+    recorder = WeightRecorder()
+    trainer = trainer_for(data, 2, "inbatch", ema_decay=0.9, callbacks=[recorder])
+    initial = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.n_epoch = 2
+    trainer.fit(data.train_batches(64, seed=0))
+    assert len(recorder.snapshots) > 10  # enough steps for the decay to reach 0.9
+    # slow reference: one weight tensor at a time, step by step
+    for index, start in enumerate(initial):
+        average = start.clone()
+        for t, weights in enumerate(recorder.snapshots):
+            decay = min(0.9, (1 + t) / (10 + t))
+            average = decay * average + (1 - decay) * weights[index]
+        torch.testing.assert_close(list(trainer.model.parameters())[index], average, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(average, recorder.snapshots[-1][index])  # not just the last weights
+
+
+def test_ema_with_validation_keeps_the_best_averaged_weights(data):
+    recorder = Recorder()
+    trainer = trainer_for(data, 2, "inbatch", ema_decay=0.95, callbacks=[recorder], valid_metric="recall@10")
+    trainer.n_epoch = 3
+    trainer.fit(data.train_batches(128, seed=0), data.ranking_task("valid"))
+    assert trainer.best_score == max(recorder.valid)
+    score = trainer.evaluate_ranking(data.ranking_task("valid"), ks=(10,))["recall@10"]
+    assert score == pytest.approx(trainer.best_score)
+    with pytest.raises(UsageError, match="ema_decay"):
+        trainer_for(data, 2, ema_decay=1.0)

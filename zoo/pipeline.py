@@ -44,6 +44,7 @@ TRAINER_KEYS = {
     "lr_schedule": str,
     "lr_factor": float,
     "lr_patience": int,
+    "ema_decay": float,
 }
 DEFAULT_TRAINER = {"mode": 2, "negatives": "auto", "epochs": 10, "batch_size": 512, "lr": 1e-3, "patience": 3}
 
@@ -263,6 +264,7 @@ def train_model(config: RunConfig, *, registry: Registry | None = None, progress
         lr_schedule=str(trainer_cfg.get("lr_schedule", "constant")),
         lr_factor=float(trainer_cfg.get("lr_factor", 0.5)),
         lr_patience=int(trainer_cfg.get("lr_patience", 2)),
+        ema_decay=trainer_cfg.get("ema_decay"),
     )
     progress.stage("train", f"{model_spec.name} on {device}")
     started = time.perf_counter()

@@ -63,6 +63,9 @@ class MatchTrainer:
             (multiply the rate by ``lr_factor`` after ``lr_patience`` epochs in a row without a better
             validation metric; needs validation data).
         lr_factor / lr_patience: the ``plateau`` schedule's factor (0 < f < 1) and patience (>= 1).
+        ema_decay: keep an exponential moving average of the weights, updated after every step with
+            this decay (0 < d < 1; the decay ramps up as ``min(d, (1 + t) / (10 + t))`` at step t), and
+            validate, keep and return the averaged weights instead of the last ones. ``None``: off.
         n_epoch: maximum epochs.
         earlystop_patience: stop after this many epochs without a better validation metric.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
@@ -122,6 +125,7 @@ class MatchTrainer:
         lr_schedule: str = "constant",
         lr_factor: float = 0.5,
         lr_patience: int = 2,
+        ema_decay: float | None = None,
     ) -> None:
         if mode not in (0, 1, 2):
             raise UsageError(f"mode must be 0 (point-wise), 1 (pair-wise) or 2 (list-wise), got {mode!r}")
@@ -144,6 +148,8 @@ class MatchTrainer:
             raise UsageError(f"give either scheduler_fn or lr_schedule={lr_schedule!r}, not both")
         if lr_schedule == "plateau" and not (0.0 < float(lr_factor) < 1.0 and int(lr_patience) >= 1):
             raise UsageError(f"lr_factor must be in (0, 1) and lr_patience >= 1, got {lr_factor} and {lr_patience}")
+        if ema_decay is not None and not 0.0 < float(ema_decay) < 1.0:
+            raise UsageError(f"ema_decay must be in (0, 1), got {ema_decay}")
         self.metric_name, self.metric_k = _parse_metric(valid_metric)
         self.model = model
         self.mode = int(mode)
@@ -153,6 +159,9 @@ class MatchTrainer:
         self.optimizer = optimizer_fn(self.model.parameters(), **self.optimizer_params)
         self.scheduler = scheduler_fn(self.optimizer, **(scheduler_params or {})) if scheduler_fn else None
         self.lr_schedule = lr_schedule
+        self.ema_decay = None if ema_decay is None else float(ema_decay)
+        self._ema: list[torch.Tensor] | None = None
+        self._ema_steps = 0
         if lr_schedule == "cosine":
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=int(n_epoch))
         # threshold 0: "better" means strictly higher, the same test as early stopping's
@@ -219,6 +228,9 @@ class MatchTrainer:
             raise UsageError("lr_schedule='plateau' needs validation data; pass val_dataloader or use 'cosine'")
         self.callbacks.on_fit_start(self, self.n_epoch, steps)
         best_state: dict[str, torch.Tensor] | None = None
+        if self.ema_decay is not None:
+            self._ema = [p.detach().clone() for p in self.model.parameters()]
+            self._ema_steps = 0
         stale = 0
         self.history = []
         self.stop_reason = "epochs"
@@ -231,6 +243,7 @@ class MatchTrainer:
                 logs: dict[str, Any] = {"epoch": epoch + 1, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"]}
                 if self.scheduler is not None:
                     self.scheduler.step()
+                live = self._swap_in_ema()
                 if task is not None:
                     score = self.evaluate_ranking(task, ks=(self.metric_k,))[self.valid_metric]
                     improved = self.best_score is None or score > self.best_score
@@ -244,6 +257,9 @@ class MatchTrainer:
                         stale += 1
                 else:
                     self.best_epoch = epoch + 1
+                    if live is not None:
+                        best_state = {k: v.detach().clone().cpu() for k, v in self.model.state_dict().items()}
+                self._swap_out_ema(live)
                 logs["seconds"] = time.perf_counter() - started
                 self.history.append(logs)
                 self.callbacks.on_epoch_end(self, epoch, logs)
@@ -285,6 +301,8 @@ class MatchTrainer:
             if self.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
             self.optimizer.step()
+            if self._ema is not None:
+                self._update_ema()
             value = float(loss.detach())
             total += value
             steps += 1
@@ -292,6 +310,34 @@ class MatchTrainer:
         if steps == 0:
             raise UsageError("the training data loader produced no batches")
         return total / steps
+
+    # -- weight averaging ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """Move the averaged weights toward the live ones (after each optimiser step)."""
+        assert self._ema is not None and self.ema_decay is not None
+        decay = min(self.ema_decay, (1 + self._ema_steps) / (10 + self._ema_steps))
+        self._ema_steps += 1
+        torch._foreach_lerp_(self._ema, [p.detach() for p in self.model.parameters()], 1.0 - decay)
+
+    @torch.no_grad()
+    def _swap_in_ema(self) -> list[torch.Tensor] | None:
+        """Load the averaged weights into the model; returns the live weights to restore (None: no EMA)."""
+        if self._ema is None:
+            return None
+        params = list(self.model.parameters())
+        live = [p.detach().clone() for p in params]
+        for param, average in zip(params, self._ema, strict=True):
+            param.copy_(average)
+        return live
+
+    @torch.no_grad()
+    def _swap_out_ema(self, live: list[torch.Tensor] | None) -> None:
+        """Put the live weights back after evaluating the averaged ones."""
+        if live is None:
+            return
+        for param, weights in zip(self.model.parameters(), live, strict=True):
+            param.copy_(weights)
 
     # -- losses ---------------------------------------------------------------------------------------
     def compute_loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
