@@ -25,6 +25,7 @@ def zoo_register_models():
                 "batch_size": 256,
                 "lr": 0.003,
                 "window_stride": 10,
+                "ema_decay": 0.999,
                 "valid_metric": "hitrate@10",
                 "embed_dim": 64,
                 "hidden_size": 128,
