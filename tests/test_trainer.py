@@ -325,3 +325,4 @@ def test_ema_with_validation_keeps_the_best_averaged_weights(data):
     assert score == pytest.approx(trainer.best_score)
     with pytest.raises(UsageError, match="ema_decay"):
         trainer_for(data, 2, ema_decay=1.0)
+    assert trainer_for(data, 2, ema_decay=0).ema_decay is None  # how a preset's average is switched off

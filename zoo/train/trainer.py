@@ -65,7 +65,8 @@ class MatchTrainer:
         lr_factor / lr_patience: the ``plateau`` schedule's factor (0 < f < 1) and patience (>= 1).
         ema_decay: keep an exponential moving average of the weights, updated after every step with
             this decay (0 < d < 1; the decay ramps up as ``min(d, (1 + t) / (10 + t))`` at step t), and
-            validate, keep and return the averaged weights instead of the last ones. ``None``: off.
+            validate, keep and return the averaged weights instead of the last ones (parameters are
+            averaged, buffers are the live ones). ``None`` or 0: off.
         n_epoch: maximum epochs.
         earlystop_patience: stop after this many epochs without a better validation metric.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
@@ -148,8 +149,8 @@ class MatchTrainer:
             raise UsageError(f"give either scheduler_fn or lr_schedule={lr_schedule!r}, not both")
         if lr_schedule == "plateau" and not (0.0 < float(lr_factor) < 1.0 and int(lr_patience) >= 1):
             raise UsageError(f"lr_factor must be in (0, 1) and lr_patience >= 1, got {lr_factor} and {lr_patience}")
-        if ema_decay is not None and not 0.0 < float(ema_decay) < 1.0:
-            raise UsageError(f"ema_decay must be in (0, 1), got {ema_decay}")
+        if ema_decay is not None and not 0.0 <= float(ema_decay) < 1.0:
+            raise UsageError(f"ema_decay must be in (0, 1), or 0 for off, got {ema_decay}")
         self.metric_name, self.metric_k = _parse_metric(valid_metric)
         self.model = model
         self.mode = int(mode)
@@ -159,7 +160,7 @@ class MatchTrainer:
         self.optimizer = optimizer_fn(self.model.parameters(), **self.optimizer_params)
         self.scheduler = scheduler_fn(self.optimizer, **(scheduler_params or {})) if scheduler_fn else None
         self.lr_schedule = lr_schedule
-        self.ema_decay = None if ema_decay is None else float(ema_decay)
+        self.ema_decay = float(ema_decay) if ema_decay else None
         self._ema: list[torch.Tensor] | None = None
         self._ema_steps = 0
         if lr_schedule == "cosine":
