@@ -261,10 +261,8 @@ def train_model(config: RunConfig, *, registry: Registry | None = None, progress
         verbose=False,
         callbacks=progress.trainer_callbacks(),
         time_limit=trainer_cfg.get("time_limit"),
-        lr_schedule=str(trainer_cfg.get("lr_schedule", "constant")),
-        lr_factor=float(trainer_cfg.get("lr_factor", 0.5)),
-        lr_patience=int(trainer_cfg.get("lr_patience", 2)),
-        ema_decay=trainer_cfg.get("ema_decay"),
+        # the schedule and averaging keys keep the trainer's defaults unless given
+        **{k: trainer_cfg[k] for k in ("lr_schedule", "lr_factor", "lr_patience", "ema_decay") if k in trainer_cfg},
     )
     progress.stage("train", f"{model_spec.name} on {device}")
     started = time.perf_counter()
