@@ -416,6 +416,20 @@ def test_hnsw_deterministic_single_thread_build() -> None:
     np.testing.assert_array_equal(first[1], second[1])
 
 
+def test_hnsw_all_cores_reach_hnswlib_as_a_positive_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """num_threads=-1 must mean every core: hnswlib 0.8 runs a batch on one thread when its default is -1."""
+    import zoo.retrieval.threads as threads_module
+
+    monkeypatch.setattr(threads_module.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert threads_module.resolve_threads(-1) == 3 and threads_module.resolve_threads(5) == 5
+    retriever = HnswRetriever().fit(make_vectors(300, 8, 3))
+    assert retriever._index.num_threads == 3
+    loaded = HnswRetriever.load(retriever.save(tmp_path / "index"))
+    assert loaded.build_params["num_threads"] == -1  # the file keeps the request, not this machine's count
+    assert loaded._index.num_threads == 3
+    assert HnswRetriever(num_threads=1).fit(make_vectors(300, 8, 3))._index.num_threads == 1
+
+
 def test_hnsw_recall_at_default_settings() -> None:
     items = clustered(10_000, 64, 19)
     queries = clustered(500, 64, 20)

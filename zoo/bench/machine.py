@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo._version import __version__
+from zoo.retrieval.threads import available_cores
 
 #: distributions whose versions every bench records (when installed)
 LIBRARIES = ("torch", "numpy", "pandas", "hnswlib", "annoy", "faiss-cpu", "faiss-gpu", "rich")
@@ -43,13 +44,6 @@ def load_average() -> list[float] | None:
         return None
 
 
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        return os.cpu_count() or 1
-
-
 def rss_bytes() -> int | None:
     """Resident memory of this process (Linux ``/proc/self/statm``), or None."""
     try:
@@ -66,7 +60,7 @@ def machine_info(device: Any = None) -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
-        "usable_cores": usable_cores(),
+        "usable_cores": available_cores(),
         "memory_gb": memory_gb(),
         "platform": platform.platform(),
         "torch_threads": torch.get_num_threads(),

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import gc
 import importlib.metadata
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -37,6 +36,7 @@ import numpy as np
 
 from zoo.errors import ModelFileError, UsageError
 from zoo.retrieval.base import Retriever
+from zoo.retrieval.threads import resolve_threads
 from zoo.retrieval.transforms import MipsToL2, rescore
 
 INDEX_FILE = "annoy.ann"
@@ -49,13 +49,6 @@ METRIC_ALIASES = {"angular": "cosine", "dot": "ip"}  # the seed's (torch-rechub'
 _NODE_HEADER = {"angular": 12, "euclidean": 16, "dot": 16}
 _PARALLEL_MIN_ROWS = 64
 
-
-def available_cores() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS / Windows
-        return os.cpu_count() or 1
 
 
 def _int_param(name: str, value: Any, *, minimum: int, allow: tuple[int, ...] = ()) -> int:
@@ -158,7 +151,7 @@ class AnnoyRetriever(Retriever):
 
     @property
     def threads(self) -> int:
-        return available_cores() if self._threads == -1 else self._threads
+        return resolve_threads(self._threads)
 
     def memory_bytes(self) -> int | None:
         """Bytes held by the index: Annoy's node array (known once saved or loaded) plus the vector copy."""

@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ import numpy as np
 
 from zoo.errors import ModelFileError, UsageError
 from zoo.retrieval.base import Retriever
+from zoo.retrieval.threads import resolve_threads
 from zoo.retrieval.transforms import MipsToL2, rescore
 
 INDEX_FILE = "faiss.index"
@@ -67,13 +67,6 @@ MIPS_MODES = ("native", "l2")
 SHORTHANDS = ("Flat", "IVF", "IVF-PQ", "HNSW")
 _LOSSLESS = ("IndexFlat", "IndexFlatIP", "IndexFlatL2", "IndexIVFFlat", "IndexHNSWFlat", "IndexIVFFlatDedup")
 
-
-def available_cores() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS / Windows
-        return os.cpu_count() or 1
 
 
 @contextlib.contextmanager
@@ -183,7 +176,7 @@ class FaissRetriever(Retriever):
 
     @property
     def threads(self) -> int:
-        return available_cores() if self._threads == -1 else self._threads
+        return resolve_threads(self._threads)
 
     @property
     def faiss_index(self) -> Any:

@@ -27,6 +27,7 @@ import numpy as np
 
 from zoo.errors import ModelFileError, UsageError
 from zoo.retrieval.base import Retriever
+from zoo.retrieval.threads import resolve_threads
 
 INDEX_FILE = "hnsw.bin"
 DEFAULTS: dict[str, int] = {"M": 32, "ef_construction": 200, "seed": 100, "num_threads": -1, "ef": 64}
@@ -72,7 +73,10 @@ class HnswRetriever(Retriever):
         self._m = _int_param("M", self.build_params["M"], minimum=2)
         self._ef_construction = _int_param("ef_construction", self.build_params["ef_construction"], minimum=1)
         self._seed = _int_param("seed", self.build_params["seed"], minimum=0)
-        self._threads = _int_param("num_threads", self.build_params["num_threads"], minimum=1, allow_all=True)
+        # hnswlib runs a query batch on one thread when given -1 as its default: resolve -1 here.
+        self._threads = resolve_threads(
+            _int_param("num_threads", self.build_params["num_threads"], minimum=1, allow_all=True)
+        )
         self._ef = _int_param("ef", self.query_params["ef"], minimum=1)
         self._index: Any = None
 
