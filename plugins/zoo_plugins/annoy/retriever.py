@@ -50,7 +50,6 @@ _NODE_HEADER = {"angular": 12, "euclidean": 16, "dot": 16}
 _PARALLEL_MIN_ROWS = 64
 
 
-
 def _int_param(name: str, value: Any, *, minimum: int, allow: tuple[int, ...] = ()) -> int:
     ok = not isinstance(value, bool) and isinstance(value, (int, np.integer)) and (value >= minimum or value in allow)
     if not ok:

@@ -68,7 +68,6 @@ SHORTHANDS = ("Flat", "IVF", "IVF-PQ", "HNSW")
 _LOSSLESS = ("IndexFlat", "IndexFlatIP", "IndexFlatL2", "IndexIVFFlat", "IndexHNSWFlat", "IndexIVFFlatDedup")
 
 
-
 @contextlib.contextmanager
 def omp_threads(threads: int) -> Iterator[None]:
     """Run faiss with ``threads`` OpenMP threads, restoring the previous setting afterwards."""
