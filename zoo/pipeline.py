@@ -73,6 +73,7 @@ class RunConfig:
     metric: str = "ip"
     out: str | None = None
     save: bool = True
+    force: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -338,10 +339,13 @@ def run(config: RunConfig, *, registry: Registry | None = None, progress: Progre
     write the run directory and return the report."""
     from zoo.device import device_info
     from zoo.evaluate import ranking_metrics
+    from zoo.folders import check_run_folder
 
     registry = registry or default_registry()
     progress = progress or Progress()
     ks = _resolve_ks(config.ks)
+    run_dir = Path(config.out) if config.out else default_run_dir(config)
+    into_existing = check_run_folder(run_dir, force=config.force) if config.save else False
     retriever_spec = registry.retriever(config.retriever)
     retriever = registry.create_retriever(retriever_spec.qualified_name, metric=config.metric, **config.retriever_params)
     trained = train_model(config, registry=registry, progress=progress)
@@ -385,15 +389,20 @@ def run(config: RunConfig, *, registry: Registry | None = None, progress: Progre
     )
     if config.save:
         progress.stage("save", "run directory")
-        run_dir = Path(config.out) if config.out else default_run_dir(config)
         report.run_dir = str(run_dir)
-        save_run(run_dir, report, trained.model, trained.data, retriever)
+        save_run(run_dir, report, trained.model, trained.data, retriever, into_existing=into_existing)
     report.warnings += registry.manager.call_safely("zoo_run_finished", report=report)
     return report
 
 
-def save_run(run_dir: Path, report: RunReport, model: Any, data: Any, retriever: Any) -> None:
-    """Write ``run.json``, ``model/`` (safetensors + config + vocabularies) and ``index/`` atomically."""
+def save_run(
+    run_dir: Path, report: RunReport, model: Any, data: Any, retriever: Any, *, into_existing: bool = False
+) -> None:
+    """Write ``run.json``, ``model/`` (safetensors + config + vocabularies) and ``index/`` atomically.
+
+    The folder is replaced whole (it is missing, empty or a previous run), or with ``into_existing``
+    the run's entries are moved into a folder that holds other files, which stay untouched."""
+    from zoo.folders import commit_entries
     from zoo.io import atomic_dir, commit_dir
 
     tmp = atomic_dir(run_dir)
@@ -402,7 +411,10 @@ def save_run(run_dir: Path, report: RunReport, model: Any, data: Any, retriever:
         data.encoder.save(tmp / "model" / "vocab.json")
         retriever.save(tmp / "index")
         (tmp / REPORT_FILE).write_text(report.to_json())
-        commit_dir(tmp, run_dir)
+        if into_existing:
+            commit_entries(tmp, run_dir)
+        else:
+            commit_dir(tmp, run_dir)
     except BaseException:
         import shutil
 

@@ -391,9 +391,11 @@ class _Bench:
     # -- run -------------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         from zoo.device import resolve_device
+        from zoo.folders import check_bench_folder
 
         config = self.config
         config.validate()
+        check_bench_folder(self.out)
         model_specs = [self.registry.model(name) for name in config.models]  # typos fail before any work
         self.registry.dataset(config.dataset)
         device = resolve_device(config.device)

@@ -58,6 +58,9 @@ def run(
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same result on CPU)."),
     k: str = typer.Option("10,50", "--k", help="Cut-offs for the metrics, comma-separated."),
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<time>-<model>-<retriever>-<dataset>)."),
+    force: bool = typer.Option(
+        False, "--force", help="Write into an --out folder that holds other files (only the run's own entries are replaced)."
+    ),
     output_format: str = typer.Option("human", "--format", help="human or json."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
@@ -86,6 +89,7 @@ def run(
         protocol_overrides=protocol_overrides,
         ks=_parse_ks(k),
         out=str(out) if out is not None else None,
+        force=force,
     )
     report = run_pipeline(config, registry=state.registry(), progress=CliProgress(quiet or output_format == "json"))
     for line in report.warnings:
