@@ -1,6 +1,6 @@
 """Quality benchmark: every model on MovieLens-1M with its preset, under its published anchor's protocol.
 
-    python benchmarks/quality.py --data ../shared/data/movielens/ml-1m --device cpu --out quality-results
+    python benchmarks/quality.py --data ml-1m --device cpu --out quality-results
 
 Writes ``results.json`` (every metric, the protocol cards, training histories, machine) and
 ``results.md`` (the README's results table). Each published number is only comparable under the
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -33,24 +31,10 @@ COLUMNS = ("hitrate@10", "hitrate@50", "ndcg@10", "ndcg@50", "mrr@10")
 
 
 def machine() -> dict[str, Any]:
-    import torch
+    """Where the results were measured: the machine record every result carries, plus versions."""
+    from zoo.environment import machine_info, versions
 
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-    }
-    try:
-        with open("/proc/cpuinfo") as fh:
-            info["cpu"] = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
-    except OSError:
-        info["cpu"] = platform.processor()
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-        info["cuda"] = torch.version.cuda
-    return info
+    return {**machine_info(), "versions": versions()}
 
 
 def epoch_printer(name: str) -> Any:
@@ -61,7 +45,10 @@ def epoch_printer(name: str) -> Any:
     class EpochLine(Callback):
         def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, Any]) -> None:
             valid = f" valid {logs['valid_metric']} {logs['valid']:.4f}" if "valid" in logs else ""
-            print(f"  {name} epoch {logs['epoch']}: loss {logs['loss']:.4f}{valid} ({logs['seconds']:.1f} s)", flush=True)
+            print(
+                f"  {name} epoch {logs['epoch']}: loss {logs['loss']:.4f}{valid} ({logs['seconds']:.1f} s)",
+                flush=True,
+            )
 
     class EpochProgress(Progress):
         def trainer_callbacks(self) -> list[Any]:
@@ -72,20 +59,29 @@ def epoch_printer(name: str) -> Any:
 
 def run_model(name: str, data: str, device: str, seed: int, params: list[str]) -> dict[str, Any]:
     """Train ``name`` with its preset under its anchor protocol; exact full-ranking metrics on test."""
-    from zoo.evaluate import ranking_metrics
-    from zoo.pipeline import RunConfig, embed_test, parse_params, popularity_metrics, train_model
+    from zoo.pipeline import RunConfig, embed, evaluate_exact, evaluate_popularity, prepare, train
+    from zoo_cli.params import parse_params
 
     protocol, headline, floor, anchor = ANCHORS[name]
-    model_params, _, _, protocol_overrides = parse_params(params)
+    parsed = parse_params(params)
     ks = (10, 50)
     config = RunConfig(
-        model=name, dataset="movielens-1m", data_path=data, protocol=protocol, device=device, seed=seed,
-        params=model_params, protocol_overrides=protocol_overrides, ks=ks, save=False,
+        model=name,
+        dataset="movielens-1m",
+        data_path=data,
+        protocol=protocol,
+        device=device,
+        seed=seed,
+        params=parsed.model,
+        protocol_overrides=parsed.protocol,
+        ks=ks,
+        save=False,
     )
     started = time.perf_counter()
-    trained = train_model(config, progress=epoch_printer(name))
-    test = embed_test(trained, ks)
-    metrics = ranking_metrics(test.exact_top, test.task.targets, ks=ks)
+    prepared = prepare(config)
+    trained = train(prepared, progress=epoch_printer(name))
+    embedded = embed(trained)
+    metrics = evaluate_exact(embedded, ks).metrics
     return {
         "model": name,
         "protocol": protocol,
@@ -94,9 +90,9 @@ def run_model(name: str, data: str, device: str, seed: int, params: list[str]) -
         "anchor": anchor,
         "passed": metrics[headline] >= floor,
         "metrics": metrics,
-        "popularity": popularity_metrics(trained, test, ks),
+        "popularity": evaluate_popularity(embedded, ks).metrics,
         "training": trained.training_summary(),
-        "params": {**trained.trainer_cfg, **trained.model_cfg},
+        "params": {**trained.settings.trainer.to_dict(), **trained.settings.model, **trained.settings.data},
         "protocol_card": trained.data.card,
         "device": str(trained.device),
         "seed": seed,
@@ -112,9 +108,13 @@ def stop_note(training: dict[str, Any]) -> str:
 
 def machine_label(info: dict[str, Any]) -> str:
     """One line naming where a result was measured (the GPU, else the CPU and its cores)."""
+
+    def version(name: str) -> Any:  # rows written before the shared machine record kept versions flat
+        return info.get("versions", {}).get(name) or info.get(name)
+
     if info.get("gpu") and str(info.get("device", "cuda")).startswith("cuda"):
-        return f"{info['gpu']} (CUDA {info.get('cuda')}), torch {info.get('torch')}"
-    return f"{info.get('cpu', '')} ({info.get('cpu_count')} cores), torch {info.get('torch')}"
+        return f"{info['gpu']} (CUDA {version('cuda')}), torch {version('torch')}"
+    return f"{info.get('cpu', '')} ({info.get('cores') or info.get('cpu_count')} cores), torch {version('torch')}"
 
 
 def render_markdown(results: list[dict[str, Any]], info: dict[str, Any], command: str) -> str:
@@ -123,13 +123,18 @@ def render_markdown(results: list[dict[str, Any]], info: dict[str, Any], command
     sources: list[tuple[str, str]] = []
 
     def mark(row: dict[str, Any]) -> str:
-        source = (row.get("command", command), machine_label({**row.get("machine", info), "device": row["device"]}))
+        source = (
+            row.get("command", command),
+            machine_label({**row.get("machine", info), "device": row["device"]}),
+        )
         if source not in sources:
             sources.append(source)
         return f"[{sources.index(source) + 1}]"
 
     lines = [
-        "| model | protocol | " + " | ".join(COLUMNS) + " | floor | anchor | epochs (best) | train time | device |",
+        "| model | protocol | "
+        + " | ".join(COLUMNS)
+        + " | floor | anchor | epochs (best) | train time | device |",
         "|---|---|" + "---|" * len(COLUMNS) + "---|---|---|---|---|",
     ]
     for r in results:
@@ -137,7 +142,8 @@ def render_markdown(results: list[dict[str, Any]], info: dict[str, Any], command
         cells = [f"**{m[c]:.4f}**" if c == r["headline"] else f"{m[c]:.4f}" for c in COLUMNS]
         training = r["training"]
         lines.append(
-            f"| {r['model']} | {r['protocol']} | " + " | ".join(cells)
+            f"| {r['model']} | {r['protocol']} | "
+            + " | ".join(cells)
             + f" | {r['headline']} >= {r['floor']} {'(met)' if r['passed'] else '(NOT met)'} | {r['anchor']}"
             + f" | {training['epochs_run']} ({training['best_epoch']}){stop_note(training)} | {r['train_s'] / 60:.1f} min"
             + f" | {r['device']} {mark(r)} |"
@@ -146,7 +152,10 @@ def render_markdown(results: list[dict[str, Any]], info: dict[str, Any], command
     for number, (run_command, where) in enumerate(sources, 1):
         lines.append(f"[{number}] `{run_command}` on {where}.")
     seeds = sorted({r["seed"] for r in results})
-    lines += ["", f"Seed {', '.join(map(str, seeds)) if seeds else 0}; full ranking over the whole catalogue."]
+    lines += [
+        "",
+        f"Seed {', '.join(map(str, seeds)) if seeds else 0}; full ranking over the whole catalogue.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -166,37 +175,56 @@ def import_results(paths: list[str], done: dict[str, dict[str, Any]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", default="all", help="comma-separated model names, or 'all' (default)")
-    parser.add_argument("--data", default=None, help="MovieLens-1M folder (default: ZOO_DATA_DIR or ../shared/data/movielens/ml-1m)")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="MovieLens-1M folder (default: $ZOO_DATA_DIR/ml-1m or the download cache)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--param", action="append", default=[], help="MODEL:key=value override (repeatable)")
-    parser.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
-                        help="stop each model's training after the epoch that passes this many minutes"
-                             " (best epoch kept; the table says so)")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        metavar="MINUTES",
+        help="stop each model's training after the epoch that passes this many minutes"
+        " (best epoch kept; the table says so)",
+    )
     parser.add_argument("--out", default="quality-results", help="output folder")
     parser.add_argument("--force", action="store_true", help="rerun models already in results.json")
-    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="RESULTS_JSON",
-                        help="merge the rows of another results.json (e.g. measured on a GPU machine), repeatable")
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="RESULTS_JSON",
+        help="merge the rows of another results.json (e.g. measured on a GPU machine), repeatable",
+    )
     args = parser.parse_args(argv)
 
-    from zoo.data.locate import shared_movielens_dir
+    from zoo.data.locate import resolve_data_path
+    from zoo.errors import ZooError
     from zoo.io import atomic_write_json, atomic_write_text
     from zoo.registry import default_registry
 
-    data = args.data
-    if data is None:
-        root = shared_movielens_dir()
-        data = str(root / "ml-1m") if root is not None else None
-    if data is None or not Path(data, "ratings.dat").is_file():
-        print("error: MovieLens-1M not found: pass --data PATH or set ZOO_DATA_DIR", file=sys.stderr)
-        return 3
+    try:
+        data = str(resolve_data_path(default_registry().dataset("movielens-1m"), args.data))
+    except ZooError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
     installed = set(default_registry().names("model"))
     names = [n for n in ANCHORS if n in installed] if args.models == "all" else args.models.split(",")
     unknown = [n for n in names if n not in ANCHORS or n not in installed]
     if unknown:
-        print(f"error: no anchor or no installed model for {', '.join(unknown)}; known: {', '.join(ANCHORS)}", file=sys.stderr)
+        print(
+            f"error: no anchor or no installed model for {', '.join(unknown)}; known: {', '.join(ANCHORS)}",
+            file=sys.stderr,
+        )
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -209,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def save() -> None:
         ordered = [done[n] for n in ANCHORS if n in done]
-        atomic_write_json(results_file, {"schema": 1, "machine": info, "command": command, "results": ordered})
+        atomic_write_json(
+            results_file, {"schema": 1, "machine": info, "command": command, "results": ordered}
+        )
         atomic_write_text(out / "results.md", render_markdown(ordered, info, command))
 
     if args.imports:

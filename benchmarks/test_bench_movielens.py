@@ -23,7 +23,9 @@ def test_prepare_movielens_1m(benchmark, ml1m_dir):
     from zoo_plugins.movielens.loader import load_ml1m
 
     data = benchmark.pedantic(
-        lambda: MatchData.from_interactions(load_ml1m(ml1m_dir), get_protocol("deepmatch")), rounds=3, iterations=1
+        lambda: MatchData.from_interactions(load_ml1m(ml1m_dir), get_protocol("deepmatch")),
+        rounds=3,
+        iterations=1,
     )
     benchmark.extra_info["train_samples"] = int(data.train_positions.shape[0])
 
@@ -35,8 +37,16 @@ def _dssm(data, device):
     torch.manual_seed(0)
     model = DSSM.from_schema(data.schema, embed_dim=32, dims=[128, 64], temperature=0.05)
     model.set_item_table(data.item_table)
-    return MatchTrainer(model, mode=2, negatives="inbatch", model_path=None, item_counts=data.item_counts, verbose=False,
-                        device=device, seed=0)
+    return MatchTrainer(
+        model,
+        mode=2,
+        negatives="inbatch",
+        model_path=None,
+        item_counts=data.item_counts,
+        verbose=False,
+        device=device,
+        seed=0,
+    )
 
 
 @pytest.mark.parametrize("batch_size", [512, 2048])
@@ -79,4 +89,6 @@ def test_one_epoch_wall_clock(benchmark, ml1m, device):
     batches = ml1m.train_batches(512, seed=0)
     started = time.perf_counter()
     benchmark.pedantic(lambda: trainer.train_one_epoch(batches), rounds=1, iterations=1)
-    benchmark.extra_info["samples_per_s"] = int(ml1m.train_positions.shape[0]) / (time.perf_counter() - started)
+    benchmark.extra_info["samples_per_s"] = int(ml1m.train_positions.shape[0]) / (
+        time.perf_counter() - started
+    )

@@ -13,7 +13,7 @@ slows both alike; ``extra_info`` holds queries/s of each, their ratio, recall, a
 * the default ``hnsw`` settings: recall@10 and speed-up over ``exact`` (target: recall >= 0.95 at
   >= 20x), on embedding-like vectors (:func:`zoo.testing.retrievers.embedding_like`) and, for
   contrast, on isotropic Gaussian noise (the hardest case for a graph index);
-* ``zoo.pipeline.evaluate_retriever`` throughput and one training step per registered model.
+* ``zoo.pipeline.evaluate_index`` throughput and one training step per registered model.
 
 Data: ``embedding_like(n, 64)`` items and ``embedding_like(q, 64, queries=True)`` users (clustered,
 low effective rank, log-normal norms, users as pooled item histories), documented in docs/retrievers.md;
@@ -117,7 +117,9 @@ def test_exact_vs_faiss_flat(benchmark, exact, items, queries, device, k):
         pytest.skip("the faiss comparison is for CPU")
     flat = faiss.IndexFlatIP(DIM)
     flat.add(items)
-    times = side_by_side({"exact": lambda: exact.query(queries, k), "faiss_flat": lambda: flat.search(queries, k)})
+    times = side_by_side(
+        {"exact": lambda: exact.query(queries, k), "faiss_flat": lambda: flat.search(queries, k)}
+    )
     ratio = times["faiss_flat"] / times["exact"]
     record(benchmark, times, len(queries), k=k, ratio_exact_over_faiss=ratio, meets_target=ratio >= 0.9)
     benchmark.pedantic(lambda: exact.query(queries, k), rounds=3, iterations=1)
@@ -141,7 +143,15 @@ def test_hnsw_plugin_vs_raw_hnswlib(benchmark, hnsw, queries):
 
     times = side_by_side({"plugin": lambda: hnsw.query(queries, K), "raw": raw_query})
     ratio = times["raw"] / times["plugin"]
-    record(benchmark, times, len(queries), ratio_plugin_over_raw=ratio, meets_target=ratio >= 0.95, ef=ef, threads=cores)
+    record(
+        benchmark,
+        times,
+        len(queries),
+        ratio_plugin_over_raw=ratio,
+        meets_target=ratio >= 0.95,
+        ef=ef,
+        threads=cores,
+    )
     benchmark.pedantic(lambda: hnsw.query(queries, K), rounds=3, iterations=1)
 
 
@@ -155,13 +165,25 @@ def test_hnsw_defaults_recall_and_speedup(benchmark, hnsw, exact, items, queries
             torch.topk(query_t[start : start + 1024] @ item_t.T, K)
 
     times = side_by_side(
-        {"hnsw": lambda: hnsw.query(queries, K), "exact": lambda: exact.query(queries, K), "bare_torch": bare}, rounds=3
+        {
+            "hnsw": lambda: hnsw.query(queries, K),
+            "exact": lambda: exact.query(queries, K),
+            "bare_torch": bare,
+        },
+        rounds=3,
     )
     recall = recall_at_k(hnsw.query(queries, K)[0], truth)
     speedup = times["exact"] / times["hnsw"]
-    record(benchmark, times, len(queries), recall=recall, speedup_over_exact=speedup,
-           speedup_over_bare_torch=times["bare_torch"] / times["hnsw"],
-           meets_target=bool(recall >= 0.95 and speedup >= 20), settings={**hnsw.build_params, **hnsw.query_params})
+    record(
+        benchmark,
+        times,
+        len(queries),
+        recall=recall,
+        speedup_over_exact=speedup,
+        speedup_over_bare_torch=times["bare_torch"] / times["hnsw"],
+        meets_target=bool(recall >= 0.95 and speedup >= 20),
+        settings={**hnsw.build_params, **hnsw.query_params},
+    )
     benchmark.pedantic(lambda: hnsw.query(queries, K), rounds=3, iterations=1)
 
 
@@ -174,7 +196,11 @@ def test_hnsw_on_isotropic_noise(benchmark, ef):
     index = _isotropic_hnsw(items)
     index.set_query_params(ef=ef)
     benchmark.pedantic(lambda: index.query(queries, K), rounds=3, iterations=1)
-    benchmark.extra_info.update(ef=ef, recall=recall_at_k(index.query(queries, K)[0], truth), qps=len(queries) / benchmark.stats.stats.min)
+    benchmark.extra_info.update(
+        ef=ef,
+        recall=recall_at_k(index.query(queries, K)[0], truth),
+        qps=len(queries) / benchmark.stats.stats.min,
+    )
 
 
 _ISOTROPIC: dict[str, Any] = {}
@@ -214,14 +240,24 @@ def test_annoy_plugin_vs_raw_annoy(benchmark, annoy_native, queries):
             raw.get_nns_by_vector(row, K, -1, True)
 
     times = side_by_side(
-        {"plugin": lambda: annoy_native.query(queries, K), "raw": raw_query, "raw_preconverted": raw_preconverted,
-         "raw_discarding": raw_discarding},
+        {
+            "plugin": lambda: annoy_native.query(queries, K),
+            "raw": raw_query,
+            "raw_preconverted": raw_preconverted,
+            "raw_discarding": raw_discarding,
+        },
         rounds=9,  # single-threaded runs of ~0.2 s: more rounds, since the ratio sits near the target
     )
     ratio = times["raw"] / times["plugin"]
-    record(benchmark, times, len(queries), ratio_plugin_over_raw=ratio, meets_target=ratio >= 0.95,
-           ratio_plugin_over_raw_preconverted=times["raw_preconverted"] / times["plugin"],
-           ratio_plugin_over_raw_discarding=times["raw_discarding"] / times["plugin"])
+    record(
+        benchmark,
+        times,
+        len(queries),
+        ratio_plugin_over_raw=ratio,
+        meets_target=ratio >= 0.95,
+        ratio_plugin_over_raw_preconverted=times["raw_preconverted"] / times["plugin"],
+        ratio_plugin_over_raw_discarding=times["raw_discarding"] / times["plugin"],
+    )
     benchmark.pedantic(lambda: annoy_native.query(queries, K), rounds=2, iterations=1)
 
 
@@ -230,9 +266,18 @@ def test_annoy_recall_by_inner_product_mode(benchmark, items, queries, truth, ex
     """Annoy's own 'dot' metric against the MIPS-to-L2 transform at the same trees and search_k."""
     pytest.importorskip("annoy")
     index = create_retriever("annoy", mips=mips, n_trees=50, search_k=30000).fit(items)
-    times = side_by_side({"annoy": lambda: index.query(queries, K), "exact": lambda: exact.query(queries, K)}, rounds=2)
+    times = side_by_side(
+        {"annoy": lambda: index.query(queries, K), "exact": lambda: exact.query(queries, K)}, rounds=2
+    )
     recall = recall_at_k(index.query(queries, K)[0], truth)
-    record(benchmark, times, len(queries), mips=mips, recall=recall, speedup_over_exact=times["exact"] / times["annoy"])
+    record(
+        benchmark,
+        times,
+        len(queries),
+        mips=mips,
+        recall=recall,
+        speedup_over_exact=times["exact"] / times["annoy"],
+    )
     benchmark.pedantic(lambda: index.query(queries, K), rounds=2, iterations=1)
 
 
@@ -254,25 +299,38 @@ def test_faiss_plugin_vs_raw_faiss(benchmark, faiss_ivf, queries, truth):
 
     times = side_by_side({"plugin": lambda: faiss_ivf.query(queries, K), "raw": raw_query})
     ratio = times["raw"] / times["plugin"]
-    record(benchmark, times, len(queries), ratio_plugin_over_raw=ratio, meets_target=ratio >= 0.95,
-           recall=recall_at_k(faiss_ivf.query(queries, K)[0], truth), index=faiss_ivf.index_description)
+    record(
+        benchmark,
+        times,
+        len(queries),
+        ratio_plugin_over_raw=ratio,
+        meets_target=ratio >= 0.95,
+        recall=recall_at_k(faiss_ivf.query(queries, K)[0], truth),
+        index=faiss_ivf.index_description,
+    )
     benchmark.pedantic(lambda: faiss_ivf.query(queries, K), rounds=3, iterations=1)
 
 
 # -- evaluation and training ------------------------------------------------------------------------------------
-def test_evaluate_retriever_throughput(benchmark, exact, items, queries):
-    """``zoo.pipeline.evaluate_retriever`` (seen items masked, metrics) over the exact index: users/s."""
+def test_evaluate_index_throughput(benchmark, exact, items, queries):
+    """``zoo.pipeline.evaluate_index`` (seen items masked, metrics) over the exact index: users/s."""
     from zoo.data.match import RankingTask
-    from zoo.pipeline import TestEmbeddings, evaluate_retriever
+    from zoo.pipeline import Embedded, Ranking, evaluate_index
 
     rng = np.random.default_rng(0)
     seen = rng.integers(0, len(items), size=(len(queries), 20))
     indptr = np.arange(0, seen.size + 1, 20, dtype=np.int64)
-    task = RankingTask(users={}, targets=rng.integers(0, len(items), len(queries)),
-                       catalogue=torch.arange(len(items)), exclude=(torch.from_numpy(indptr), torch.from_numpy(seen.ravel())))
-    test = TestEmbeddings(task=task, user_vectors=torch.from_numpy(queries), item_vectors=torch.from_numpy(items),
-                          exact_top=exact.query(queries, 50)[0], timings={})
-    benchmark.pedantic(lambda: evaluate_retriever(exact, test, (10, 50)), rounds=3, iterations=1)
+    task = RankingTask(
+        users={},
+        targets=rng.integers(0, len(items), len(queries)),
+        catalogue=torch.arange(len(items)),
+        exclude=(torch.from_numpy(indptr), torch.from_numpy(seen.ravel())),
+    )
+    embedded = Embedded(
+        task=task, user_vectors=torch.from_numpy(queries), item_vectors=torch.from_numpy(items)
+    )
+    truth = Ranking(top=exact.query(queries, 50)[0], metrics={}, seconds=0.0, users_per_s=0.0)
+    benchmark.pedantic(lambda: evaluate_index(exact, embedded, (10, 50), truth), rounds=3, iterations=1)
     benchmark.extra_info["users_per_s"] = len(queries) / benchmark.stats.stats.mean
 
 
@@ -286,20 +344,19 @@ def test_training_step_throughput(benchmark, model, device):
     log: samples/s."""
     from zoo.data.match import MatchData
     from zoo.data.protocol import get_protocol
-    from zoo.pipeline import split_params
+    from zoo.pipeline import RunConfig, resolve_settings
     from zoo.registry import load_dataset
     from zoo.train.trainer import MatchTrainer
 
     spec = default_registry().model(model)
     data = MatchData.from_interactions(load_dataset("synthetic", users=3000, items=2000), get_protocol("loo"))
-    trainer_cfg, model_cfg = split_params({}, spec.defaults)
+    settings = resolve_settings(spec, RunConfig(model=model))
     torch.manual_seed(0)
-    net = spec.load().from_schema(data.schema, **model_cfg)
+    net = spec.load().from_schema(data.schema, **settings.model)
     net.set_item_table(data.item_table)
-    trainer = MatchTrainer(net, mode=int(trainer_cfg["mode"]), negatives=str(trainer_cfg["negatives"]), model_path=None,
-                           item_counts=data.item_counts, verbose=False, device=device, seed=0)
-    batch_size = int(trainer_cfg["batch_size"])
-    epochs = data.training_batches(net, batch_size, seed=0, window_stride=trainer_cfg.get("window_stride"))
+    trainer = MatchTrainer.from_config(net, settings.trainer, device=device, item_counts=data.item_counts)
+    batch_size = settings.trainer.batch_size
+    epochs = data.training_batches(net, batch_size, seed=0, window_stride=settings.data.get("window_stride"))
 
     def forever() -> Any:
         while True:
@@ -320,7 +377,9 @@ def test_training_step_throughput(benchmark, model, device):
 
     train_steps()  # warm-up
     benchmark.pedantic(train_steps, rounds=1, iterations=1)
-    benchmark.extra_info.update(samples_per_s=steps * batch_size / benchmark.stats.stats.mean, batch_size=batch_size)
+    benchmark.extra_info.update(
+        samples_per_s=steps * batch_size / benchmark.stats.stats.mean, batch_size=batch_size
+    )
 
 
 def test_backends_installed():

@@ -50,18 +50,32 @@ def write_ml1m(folder: Path, interactions: Interactions) -> Path:
     events = interactions.events
     rating = events["rating"] if "rating" in events else pd.Series(np.full(len(events), 4))
     lines = (
-        events["user_id"].astype(str) + "::" + events["item_id"].astype(str) + "::"
-        + rating.astype(int).astype(str) + "::" + events["timestamp"].astype(str)
+        events["user_id"].astype(str)
+        + "::"
+        + events["item_id"].astype(str)
+        + "::"
+        + rating.astype(int).astype(str)
+        + "::"
+        + events["timestamp"].astype(str)
     )
     (folder / "ratings.dat").write_text("\n".join(lines) + "\n")
     users = pd.DataFrame({"user_id": events["user_id"].unique()})
     genders = np.where(users["user_id"] % 2 == 0, "M", "F")
-    user_lines = users["user_id"].astype(str) + "::" + genders + "::25::" + (users["user_id"] % 21).astype(str) + "::12345"
+    user_lines = (
+        users["user_id"].astype(str)
+        + "::"
+        + genders
+        + "::25::"
+        + (users["user_id"] % 21).astype(str)
+        + "::12345"
+    )
     (folder / "users.dat").write_text("\n".join(user_lines) + "\n")
     items = pd.DataFrame({"item_id": np.sort(events["item_id"].unique())})
     genre_names = np.array(["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi"])
     genres = genre_names[items["item_id"] % 6] + "|" + genre_names[(items["item_id"] // 6) % 6]
-    movie_lines = items["item_id"].astype(str) + "::Movie " + items["item_id"].astype(str) + " (1999)::" + genres
+    movie_lines = (
+        items["item_id"].astype(str) + "::Movie " + items["item_id"].astype(str) + " (1999)::" + genres
+    )
     (folder / "movies.dat").write_text("\n".join(movie_lines) + "\n", encoding="latin-1")
     return folder
 

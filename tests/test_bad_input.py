@@ -9,7 +9,9 @@ from typer.testing import CliRunner
 from zoo.errors import DataError
 from zoo_cli.main import build_app
 
-GOOD_ROWS = "\n".join(f"{u},{i},{(u * 7 + i) % 5 + 1},{1000 + t}" for u in range(1, 21) for t, i in enumerate(range(u, u + 6)))
+GOOD_ROWS = "\n".join(
+    f"{u},{i},{(u * 7 + i) % 5 + 1},{1000 + t}" for u in range(1, 21) for t, i in enumerate(range(u, u + 6))
+)
 
 
 def run_csv(tmp_path, text: str, *extra: str):
@@ -18,8 +20,22 @@ def run_csv(tmp_path, text: str, *extra: str):
     out = tmp_path / "run"
     result = CliRunner().invoke(
         build_app(),
-        ["run", "dssm", "--dataset", "csv", "--data", str(path), "--epochs", "1", "--device", "cpu", "--quiet",
-         "--out", str(out), *extra],
+        [
+            "run",
+            "dssm",
+            "--dataset",
+            "csv",
+            "--data",
+            str(path),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            str(out),
+            *extra,
+        ],
     )
     return result, path, out
 
@@ -42,8 +58,16 @@ def test_good_csv_runs(tmp_path):
     [
         ("user_id,item_id,rating\n1,2,3\n", (), ["timestamp"]),  # missing column
         ("", (), ["empty"]),  # empty file
-        ("user_id,item_id,rating,timestamp\n" + GOOD_ROWS + "\n1,2,3,4,5,6\n", (), ["line"]),  # malformed line
-        ("user_id,item_id,rating,timestamp\n1,2,,100\n" + GOOD_ROWS + "\n", ("--param", "data.rating_col=rating"), ["rating"]),
+        (
+            "user_id,item_id,rating,timestamp\n" + GOOD_ROWS + "\n1,2,3,4,5,6\n",
+            (),
+            ["line"],
+        ),  # malformed line
+        (
+            "user_id,item_id,rating,timestamp\n1,2,,100\n" + GOOD_ROWS + "\n",
+            ("--param", "data.rating_col=rating"),
+            ["rating"],
+        ),
         ("user_id,item_id,rating,timestamp\n1,2,3,yesterday\n" + GOOD_ROWS + "\n", (), ["timestamp"]),
     ],
     ids=["missing-column", "empty-file", "malformed-line", "nan-rating", "bad-timestamp"],
@@ -65,7 +89,9 @@ def test_malformed_movielens_line_names_file_and_line(tmp_path):
     rows = [f"{u}::{i}::4::{1000 + i}" for u in range(1, 11) for i in range(1, 8)]
     rows.insert(30, "5::17::4")
     (folder / "ratings.dat").write_text("\n".join(rows) + "\n")
-    result = CliRunner().invoke(build_app(), ["run", "dssm", "--dataset", "movielens-1m", "--data", str(folder), "--quiet"])
+    result = CliRunner().invoke(
+        build_app(), ["run", "dssm", "--dataset", "movielens-1m", "--data", str(folder), "--quiet"]
+    )
     assert result.exit_code == 3
     line = error_line(result)
     assert "ratings.dat" in line and "31" in line

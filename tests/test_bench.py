@@ -15,16 +15,39 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from zoo import hookimpl, testing
 from zoo.bench.grid import BuildGroup, Grid, default_grid, load_grid_file, parse_grid, resolve_grid
 from zoo.bench.pareto import fastest_at_recall, pareto_frontier
 from zoo.bench.schema import BENCH_FORMAT, SCHEMA_VERSION, load_document
-from zoo.errors import ModelFileError, UsageError
+from zoo.errors import ModelFileError, PluginError, UsageError
 from zoo.registry import default_registry
+from zoo.specs import RetrieverSpec
 from zoo_cli.main import build_app
 
-TINY = ["--param", "data.users=200", "--param", "data.items=80", "--param", "data.categories=5",
-        "--param", "data.mean_length=15", "--param", "embed_dim=8", "--param", "dims=16,8",
-        "--epochs", "1", "--device", "cpu", "--k", "5,20", "--repeat", "1", "--latency-queries", "20"]
+TINY = [
+    "--param",
+    "data.users=200",
+    "--param",
+    "data.items=80",
+    "--param",
+    "data.categories=5",
+    "--param",
+    "data.mean_length=15",
+    "--param",
+    "embed_dim=8",
+    "--param",
+    "dims=16,8",
+    "--epochs",
+    "1",
+    "--device",
+    "cpu",
+    "--k",
+    "5,20",
+    "--repeat",
+    "1",
+    "--latency-queries",
+    "20",
+]
 
 GRID = """
 [hnsw]
@@ -71,7 +94,7 @@ def test_grid_keeps_build_and_query_apart(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("[hnsw]\nbuild = { ef = [10] }", "'ef' is a query parameter of retriever 'hnsw'; put it under query"),
+        ("[hnsw]\nbuild = { ef = [10] }", "'ef' is a query parameter of retriever 'hnsw'; put it under"),
         ("[hnsw]\nquery = { M = [10] }", "'M' is a build parameter"),
         ("[hnsw]\nquery = { eff = [10] }", "has no query parameter 'eff'"),
         ("[hnsw]\nbuild = { M = [] }", "empty list"),
@@ -100,12 +123,16 @@ def test_grid_file_formats(tmp_path: Path) -> None:
 
 def test_default_grids_are_valid_for_every_builtin_retriever() -> None:
     registry = default_registry()
-    for name in ("exact", "hnsw", "annoy", "faiss"):
+    cells = {"exact": 1, "hnsw": 21, "annoy": 8, "faiss": 15}  # the grids the plugins ship
+    for name, count in cells.items():
         grid = default_grid(name, registry=registry)
         assert name in grid.groups, name
-        assert grid.cell_count(name) >= 1
+        assert grid.cell_count(name) == count, name
+    assert [g.build for g in default_grid("faiss").groups["faiss"]] == [
+        {"index": ["Flat"]}, {"index": ["IVF"]}, {"index": ["IVF-PQ"]}, {"index": ["HNSW"]}
+    ]  # fmt: skip
     resolved = resolve_grid(["hnsw", "exact"], None, registry=registry)
-    assert resolved.sources["hnsw"] == "default grid hnsw.toml"
+    assert resolved.sources["hnsw"] == "default grid of hnsw"
     assert Grid().cell_count("anything") == 1  # no grid: the retriever's defaults, once
     assert list(Grid(groups={"x": [BuildGroup()]}).settings("x")) == [({}, [{}])]
 
@@ -115,15 +142,67 @@ def test_grid_file_replaces_the_default_of_retrievers_it_names(tmp_path: Path) -
     path.write_text("[hnsw]\nquery = { ef = [12] }\n[annoy]\nbuild = { n_trees = 3 }\n")
     grid = resolve_grid(["hnsw", "exact"], path, registry=default_registry())
     assert grid.cell_count("hnsw") == 1 and grid.sources["hnsw"] == str(path)
-    assert grid.sources["exact"] == "default grid exact.toml"
+    assert grid.sources["exact"] == "default grid of exact"
     assert "annoy" not in grid.groups  # not requested: ignored
     parsed = parse_grid({"hnsw": [{"query": {"ef": 4}}, {"query": {"ef": 4}}]}, where="inline")
     assert parsed.cell_count("hnsw") == 1
 
 
+def _third_party(bench_grid: object) -> RetrieverSpec:
+    return RetrieverSpec(
+        name="my-index", factory="my_index:MyIndex", build_params={"trees": 4}, query_params={"probe": 1},
+        bench_grid=bench_grid,
+    )  # fmt: skip
+
+
+def test_a_third_party_retriever_ships_its_default_grid() -> None:
+    class MyIndexPlugin:
+        @hookimpl
+        def zoo_register_retrievers(self) -> list[RetrieverSpec]:
+            return [_third_party([{"build": {"trees": [4, 8]}, "query": {"probe": [1, 2, 3]}}])]
+
+    with testing.register_plugin(MyIndexPlugin(), "my-index-plugin"):
+        grid = resolve_grid(["my-index", "exact"], None)
+        assert grid.cell_count("my-index") == 6 and grid.sources["my-index"] == "default grid of my-index"
+        assert default_registry().retriever("my-index").summary()["bench_grid"] == [
+            {"build": {"trees": [4, 8]}, "query": {"probe": [1, 2, 3]}}
+        ]
+
+
+def test_no_bench_grid_means_the_retriever_defaults() -> None:
+    spec = _third_party(None)
+    assert spec.bench_grid is None
+    scalar = _third_party({"query": {"probe": 2}})  # a scalar stands for a one-element list
+    assert scalar.bench_grid == (BuildGroup(build={}, query={"probe": [2]}),)
+
+
+@pytest.mark.parametrize(
+    ("bench_grid", "fragment"),
+    [
+        ({"build": {"probe": [1]}}, "'probe' is a query parameter"),
+        ({"query": {"depth": [1]}}, "no query parameter 'depth'"),
+        ({"build": {"trees": []}}, "empty list"),
+        ({"builds": {}}, "holds only 'build' and 'query'"),
+        ([], "empty list"),
+        ("grid.toml", "must be a table"),
+    ],
+)
+def test_bad_bench_grids_are_plugin_errors(bench_grid: object, fragment: str) -> None:
+    with pytest.raises(PluginError, match=fragment):
+        _third_party(bench_grid)
+
+
 # -- Pareto ------------------------------------------------------------------------------------------
 def test_pareto_frontier_and_fastest_at_recall() -> None:
-    points = [(0.5, 1000.0), (0.8, 900.0), (0.7, 800.0), (0.95, 300.0), (0.99, 100.0), (0.95, 200.0), (float("nan"), 5.0)]
+    points = [
+        (0.5, 1000.0),
+        (0.8, 900.0),
+        (0.7, 800.0),
+        (0.95, 300.0),
+        (0.99, 100.0),
+        (0.95, 200.0),
+        (float("nan"), 5.0),
+    ]
     frontier = pareto_frontier(points, x=lambda p: p[0], y=lambda p: p[1])
     assert frontier == [(0.5, 1000.0), (0.8, 900.0), (0.95, 300.0), (0.99, 100.0)]
     assert fastest_at_recall(points, 0.95, recall=lambda p: p[0], speed=lambda p: p[1]) == (0.95, 300.0)
@@ -135,9 +214,10 @@ def test_pareto_frontier_and_fastest_at_recall() -> None:
 def test_queries_per_second_counts_users_not_interests() -> None:
     import torch
 
-    from zoo.bench.runner import ModelData, measure_queries
+    from zoo.bench.measure import measure_queries
+    from zoo.bench.models import ModelData
     from zoo.data.match import RankingTask
-    from zoo.pipeline import TestEmbeddings
+    from zoo.pipeline import Embedded, Ranking
     from zoo.registry import create_retriever
     from zoo.testing.retrievers import make_vectors
 
@@ -147,15 +227,22 @@ def test_queries_per_second_counts_users_not_interests() -> None:
     catalogue = np.arange(n_items, dtype=np.int64) + 10
     best = np.einsum("ukd,nd->ukn", user_vectors, items).max(axis=1)
     exact_top = catalogue[np.argsort(-best, axis=1, kind="stable")[:, :10]]
-    task = RankingTask(users={}, targets=exact_top[:, 0].copy(), catalogue=torch.from_numpy(catalogue), exclude=None)
-    test = TestEmbeddings(task=task, user_vectors=torch.from_numpy(user_vectors), item_vectors=torch.from_numpy(items),
-                          exact_top=exact_top, timings={})
+    task = RankingTask(
+        users={}, targets=exact_top[:, 0].copy(), catalogue=torch.from_numpy(catalogue), exclude=None
+    )
+    embedded = Embedded(
+        task=task, user_vectors=torch.from_numpy(user_vectors), item_vectors=torch.from_numpy(items)
+    )
+    exact = Ranking(top=exact_top, metrics={}, seconds=0.0, users_per_s=0.0)
     retriever = create_retriever("exact").fit(items, ids=catalogue)
-    at = measure_queries(retriever, ModelData(test=test, exact_raw=exact_top), (5, 10), repeat=2, latency_rows=np.arange(7))
+    data = ModelData(embedded=embedded, exact=exact, exact_raw=exact_top)
+    at = measure_queries(retriever, data, (5, 10), repeat=2, latency_rows=np.arange(7))
     assert set(at) == {"5", "10"}
     for k, measured in at.items():
         assert measured["recall"] == pytest.approx(1.0)
-        assert measured["quality"]["hitrate@" + k] == pytest.approx(1.0)  # each user's target is its best item
+        assert measured["quality"]["hitrate@" + k] == pytest.approx(
+            1.0
+        )  # each user's target is its best item
         assert len(measured["query_s"]) == 2
         assert measured["qps"] == pytest.approx(users / float(np.median(measured["query_s"])))
         assert measured["latency_ms"]["samples"] == 7
@@ -166,8 +253,19 @@ def test_queries_per_second_counts_users_not_interests() -> None:
 def bench_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("bench")
     (folder / "grid.toml").write_text(GRID)
-    result = invoke("bench", "dssm", "--retriever", "exact,hnsw", "--grid", folder / "grid.toml", *TINY,
-                    "--out", folder / "out", "--format", "json")
+    result = invoke(
+        "bench",
+        "dssm",
+        "--retriever",
+        "exact,hnsw",
+        "--grid",
+        folder / "grid.toml",
+        *TINY,
+        "--out",
+        folder / "out",
+        "--format",
+        "json",
+    )
     assert result.exit_code == 0, result.stderr
     json.loads(result.stdout)  # --format json prints the document
     return folder
@@ -176,9 +274,15 @@ def bench_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_bench_writes_a_versioned_document(bench_dir: Path) -> None:
     doc = load_document(bench_dir / "out")
     assert doc["format"] == BENCH_FORMAT and doc["schema_version"] == SCHEMA_VERSION
-    assert doc["config"]["models"] == ["dssm"] and doc["config"]["ks"] == [5, 20] and doc["config"]["recall_k"] == 5
+    assert (
+        doc["config"]["models"] == ["dssm"]
+        and doc["config"]["ks"] == [5, 20]
+        and doc["config"]["recall_k"] == 5
+    )
     assert {"cpu", "cores", "load_average", "torch_threads"} <= set(doc["machine"])
-    assert {"recall-zoo", "python", "torch", "numpy", "hnswlib"} <= set(doc["versions"])
+    assert {"recall-zoo", "python", "torch", "numpy", "hnsw"} <= set(
+        doc["versions"]
+    )  # backends under their names
     assert {r["name"] for r in doc["plugins"]["retrievers"]} == {"exact", "hnsw"}
     model = doc["models"]["dssm"]
     assert model["status"] == "done" and model["train_s"] > 0 and model["interests"] == 1
@@ -195,7 +299,9 @@ def test_bench_writes_a_versioned_document(bench_dir: Path) -> None:
             assert f"hitrate@{k}" in measured["quality"] and f"ndcg@{k}" in measured["quality"]
     exact = next(c for c in cells if c["retriever"] == "exact")
     assert exact["build"] == {"device": "cpu"}  # GPU-capable retrievers follow --device
-    assert exact["at"]["5"]["recall"] == pytest.approx(1.0) and exact["at"]["5"]["speedup"] == pytest.approx(1.0)
+    assert exact["at"]["5"]["recall"] == pytest.approx(1.0) and exact["at"]["5"]["speedup"] == pytest.approx(
+        1.0
+    )
     summary = doc["summary"]["dssm"]
     assert summary["recall_k"] == 5 and summary["best"] is not None
     assert set(summary["per_retriever"]) == {"exact", "hnsw"} and summary["frontier"]
@@ -211,21 +317,43 @@ def test_bench_reports_are_self_contained(bench_dir: Path) -> None:
         ET.fromstring("<svg" + svg.split("</svg>")[0] + "</svg>")  # well-formed
     assert "Protocol card" in html and "recall@5" in html
     md = (bench_dir / "out" / "report.md").read_text()
-    assert "## Fastest setting reaching the recall target" in md and "| hnsw |" in md and "## Protocol card" in md
+    assert (
+        "## Fastest setting reaching the recall target" in md
+        and "| hnsw |" in md
+        and "## Protocol card" in md
+    )
 
 
 def test_rerun_skips_finished_cells_and_does_not_retrain(bench_dir: Path) -> None:
     stamp = (bench_dir / "out" / "models" / "dssm" / "embeddings.npz").stat().st_mtime_ns
-    result = invoke("bench", "dssm", "--retriever", "exact,hnsw", "--grid", bench_dir / "grid.toml", *TINY,
-                    "--out", bench_dir / "out")
+    result = invoke(
+        "bench",
+        "dssm",
+        "--retriever",
+        "exact,hnsw",
+        "--grid",
+        bench_dir / "grid.toml",
+        *TINY,
+        "--out",
+        bench_dir / "out",
+    )
     assert result.exit_code == 0, result.stderr
     assert "cells measured 0, skipped (finished before) 3" in result.stdout
     assert "train" not in result.stderr
     assert (bench_dir / "out" / "models" / "dssm" / "embeddings.npz").stat().st_mtime_ns == stamp
     # a new query setting is measured on the saved model, without retraining
     (bench_dir / "grid2.toml").write_text(GRID.replace("ef = [5, 40]", "ef = [5, 40, 80]"))
-    result = invoke("bench", "dssm", "--retriever", "exact,hnsw", "--grid", bench_dir / "grid2.toml", *TINY,
-                    "--out", bench_dir / "out")
+    result = invoke(
+        "bench",
+        "dssm",
+        "--retriever",
+        "exact,hnsw",
+        "--grid",
+        bench_dir / "grid2.toml",
+        *TINY,
+        "--out",
+        bench_dir / "out",
+    )
     assert result.exit_code == 0, result.stderr
     assert "cells measured 1, skipped (finished before) 3" in result.stdout
     assert "   train" not in result.stderr and "load" in result.stderr
@@ -233,13 +361,17 @@ def test_rerun_skips_finished_cells_and_does_not_retrain(bench_dir: Path) -> Non
 
 
 def test_rerun_with_other_settings_is_refused(bench_dir: Path) -> None:
-    result = invoke("bench", "dssm", "--retriever", "exact", *TINY[:-6], "--k", "5", "--out", bench_dir / "out")
+    result = invoke(
+        "bench", "dssm", "--retriever", "exact", *TINY[:-6], "--k", "5", "--out", bench_dir / "out"
+    )
     assert result.exit_code == 2
     assert "holds a bench with other settings" in result.stderr and "--force" in result.stderr
 
 
 def test_report_rerenders_from_bench_json(bench_dir: Path, tmp_path: Path) -> None:
-    result = invoke("report", bench_dir / "out", "--out", tmp_path, "--recall-target", "0.5", "--format", "json")
+    result = invoke(
+        "report", bench_dir / "out", "--out", tmp_path, "--recall-target", "0.5", "--format", "json"
+    )
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["dssm"]["recall_target"] == 0.5
@@ -265,7 +397,7 @@ def test_bench_usage_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "x" / "models").exists()  # nothing trained
 
 
-BROKEN_PLUGIN = '''
+BROKEN_PLUGIN = """
 from zoo import hookimpl
 from zoo.specs import RetrieverSpec
 from zoo_plugins.exact.retriever import ExactRetriever
@@ -284,28 +416,46 @@ def zoo_register_retrievers():
                           query_params={"chunk_size": "auto"}),
             RetrieverSpec(name="missing-lib", factory="nowhere:Nothing", requires=("zoo_no_such_module",),
                           extra="nothing")]
-'''
+"""
 
 
 def test_failures_and_missing_backends_do_not_stop_the_bench(tmp_path: Path) -> None:
     plugin = tmp_path / "broken_plugin.py"
     plugin.write_text(BROKEN_PLUGIN)
-    result = invoke("--plugin", plugin, "bench", "dssm", "--retriever", "exact,broken,missing-lib", *TINY,
-                    "--out", tmp_path / "out")
+    result = invoke(
+        "--plugin",
+        plugin,
+        "bench",
+        "dssm",
+        "--retriever",
+        "exact,broken,missing-lib",
+        *TINY,
+        "--out",
+        tmp_path / "out",
+    )
     assert result.exit_code == 1, result.stderr
-    assert "retriever 'missing-lib' is unavailable" in result.stderr and 'recall-zoo[nothing]' in result.stderr
+    assert (
+        "retriever 'missing-lib' is unavailable" in result.stderr and "recall-zoo[nothing]" in result.stderr
+    )
     assert "index exploded" in result.stderr and "Traceback" not in result.stderr
     doc = load_document(tmp_path / "out")
     status = {c["retriever"]: c["status"] for c in doc["cells"]}
     assert status == {"exact": "done", "broken": "failed"}
-    assert doc["unavailable"] == [{"name": "missing-lib", "reason": "zoo_no_such_module not installed",
-                                   "install": 'pip install "recall-zoo[nothing]"'}]
+    assert doc["unavailable"] == [
+        {
+            "name": "missing-lib",
+            "reason": "zoo_no_such_module not installed",
+            "install": 'pip install "recall-zoo[nothing]"',
+        }
+    ]
     md = (tmp_path / "out" / "report.md").read_text()
     assert "## Failures" in md and "index exploded" in md and "## Unavailable retrievers" in md
 
 
 def test_bench_documents_are_validated(tmp_path: Path) -> None:
-    (tmp_path / "bench.json").write_text(json.dumps({"format": BENCH_FORMAT, "schema_version": SCHEMA_VERSION + 1}))
+    (tmp_path / "bench.json").write_text(
+        json.dumps({"format": BENCH_FORMAT, "schema_version": SCHEMA_VERSION + 1})
+    )
     with pytest.raises(ModelFileError, match="newer"):
         load_document(tmp_path)
     (tmp_path / "bench.json").write_text(json.dumps({"format": "something-else"}))
@@ -325,9 +475,15 @@ def test_svg_charts_handle_edge_cases() -> None:
 
     charts = [
         pareto_plot([], title="empty", x_label="recall"),
-        pareto_plot([Series("one", [(1.0, 500.0, "only")], [0])], title="one point", x_label="recall", target=0.95),
-        pareto_plot([Series("flat", [(0.5, 10.0, "a"), (0.5, 10.0, "b"), (float("nan"), 1.0, "c")], [0])],
-                    title="ties & <nan>", x_label="recall", highlight=(0.5, 10.0, "best")),
+        pareto_plot(
+            [Series("one", [(1.0, 500.0, "only")], [0])], title="one point", x_label="recall", target=0.95
+        ),
+        pareto_plot(
+            [Series("flat", [(0.5, 10.0, "a"), (0.5, 10.0, "b"), (float("nan"), 1.0, "c")], [0])],
+            title="ties & <nan>",
+            x_label="recall",
+            highlight=(0.5, 10.0, "best"),
+        ),
         bar_chart([("a", None, ""), ("b", float("nan"), "")], title="nothing", unit="s"),
         bar_chart([("a", 0.0, ""), ("b", 3.0, "x"), ("c", 3000.0, "y")], title="log", unit="MB", log=True),
     ]

@@ -28,7 +28,7 @@ from zoo.specs import ModelSpec
 @hookimpl
 def zoo_register_models():
     return [ModelSpec(name="local-tower", factory="nowhere.model:Tower", description="from a local file",
-                      family="sequential", train_modes=(2,), defaults={"mode": 2, "epochs": 1})]
+                      family="sequential", train_modes=(2,), trainer_defaults={"mode": 2, "epochs": 1})]
 
 
 @hookimpl

@@ -96,9 +96,11 @@ def test_inference_is_deterministic_and_survives_save_load(name, tmp_path):
     torch.testing.assert_close(model.user_tower(batch), first, rtol=0, atol=0)
     model.save(tmp_path / "m")
     loaded = load_model(tmp_path / "m").eval()
-    assert type(loaded) is type(model) and loaded.registry_name == name
+    assert isinstance(loaded, type(model)) and loaded.registry_name == model.registry_name == name
     torch.testing.assert_close(loaded.user_tower(batch), first, rtol=0, atol=0)
-    torch.testing.assert_close(loaded.item_vectors(batch["movie_id"]), model.item_vectors(batch["movie_id"]), rtol=0, atol=0)
+    torch.testing.assert_close(
+        loaded.item_vectors(batch["movie_id"]), model.item_vectors(batch["movie_id"]), rtol=0, atol=0
+    )
     torch.save(model.state_dict(), tmp_path / "model.pth")
     other = make_model(name, seed=99).eval()
     other.load_state_dict(torch.load(tmp_path / "model.pth", weights_only=True))
@@ -127,8 +129,16 @@ def test_each_mode_lowers_the_loss_on_a_fixed_batch(name, mode, negatives):
     batch = make_batch(n=32, lengths=[LENGTH - (i % 6) for i in range(32)])
     model.remember_items(batch)
     trainer = MatchTrainer(
-        model, mode=mode, negatives=negatives, num_negatives=8, optimizer_params={"lr": 0.01}, n_epoch=1,
-        model_path=None, seed=0, verbose=False, item_counts=np.ones(ITEMS),
+        model,
+        mode=mode,
+        negatives=negatives,
+        num_negatives=8,
+        optimizer_params={"lr": 0.01},
+        n_epoch=1,
+        model_path=None,
+        seed=0,
+        verbose=False,
+        item_counts=np.ones(ITEMS),
     )
 
     def loss() -> float:
@@ -185,7 +195,9 @@ def test_comirec_dr_refuses_identical_capsules():
     user, history, item = features()
     with pytest.raises(UsageError, match="identical"):
         ComirecDR(user, history, item, bilinear="shared", routing_init="zeros")
-    shared = ComirecDR(user, history, item, max_length=LENGTH, bilinear="shared", routing_init="normal").eval()
+    shared = ComirecDR(
+        user, history, item, max_length=LENGTH, bilinear="shared", routing_init="normal"
+    ).eval()
     assert shared.user_tower(make_batch()).shape == (8, 4, DIM)
 
 
@@ -196,10 +208,21 @@ SYNTHETIC = {"users": 500, "items": 200, "categories": 10, "mean_length": 20, "s
 def test_pipeline_beats_popularity_and_hnsw_merges_interests(model):
     from zoo.pipeline import RunConfig, run
 
-    report = run(RunConfig(
-        model=model, retriever="hnsw", device="cpu", epochs=3, save=False, dataset_options=dict(SYNTHETIC),
-        params={"embed_dim": 16, "batch_size": 128, "lr": 0.001},  # the presets' lr is for 2048-row batches
-    ))
+    report = run(
+        RunConfig(
+            model=model,
+            retriever="hnsw",
+            device="cpu",
+            epochs=3,
+            save=False,
+            dataset_options=dict(SYNTHETIC),
+            params={
+                "embed_dim": 16,
+                "batch_size": 128,
+                "lr": 0.001,
+            },  # the presets' lr is for 2048-row batches
+        )
+    )
     exact, popularity = report.metrics["exact"], report.metrics["popularity"]
     assert exact["hitrate@10"] > 1.5 * popularity["hitrate@10"]
     assert exact["hitrate@50"] > popularity["hitrate@50"]

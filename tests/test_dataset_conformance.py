@@ -43,13 +43,20 @@ def _write_ml100k(folder: Path) -> Path:
     target = folder / "ml-100k"
     target.mkdir()
     lines = (
-        events["user_id"].astype(str) + "\t" + events["item_id"].astype(str) + "\t4\t" + events["timestamp"].astype(str)
+        events["user_id"].astype(str)
+        + "\t"
+        + events["item_id"].astype(str)
+        + "\t4\t"
+        + events["timestamp"].astype(str)
     )
     (target / "u.data").write_text("\n".join(lines) + "\n")
     items = np.sort(events["item_id"].unique())
     flags = ["|".join("1" if g == i % ML100K_GENRES else "0" for g in range(ML100K_GENRES)) for i in items]
     (target / "u.item").write_text(
-        "".join(f"{i}|Movie {i} (1999)|01-Jan-1999||http://x|{f}\n" for i, f in zip(items, flags, strict=True)), encoding="latin-1"
+        "".join(
+            f"{i}|Movie {i} (1999)|01-Jan-1999||http://x|{f}\n" for i, f in zip(items, flags, strict=True)
+        ),
+        encoding="latin-1",
     )
     users = np.sort(events["user_id"].unique())
     (target / "u.user").write_text("".join(f"{u}|30|{'MF'[u % 2]}|writer|12345\n" for u in users))
@@ -61,7 +68,9 @@ def _ratings_csv(folder_name: str) -> Callable[[Path], Path]:
         events = _log().events
         target = folder / folder_name
         target.mkdir()
-        frame = events[["user_id", "item_id", "timestamp"]].rename(columns={"user_id": "userId", "item_id": "movieId"})
+        frame = events[["user_id", "item_id", "timestamp"]].rename(
+            columns={"user_id": "userId", "item_id": "movieId"}
+        )
         frame.insert(2, "rating", 4.0)
         frame.to_csv(target / "ratings.csv", index=False)
         items = np.sort(events["item_id"].unique())

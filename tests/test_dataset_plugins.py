@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from zoo.data.download import ARCHIVES
+from zoo.data.archive import Archive
+from zoo.data.download import archives
 from zoo.data.interactions import Interactions
-from zoo.errors import DataError, UsageError
+from zoo.errors import DataError, PluginError, UsageError
 from zoo.plugins import PluginManager
 from zoo.registry import Registry
 from zoo.specs import DatasetSpec
@@ -41,8 +42,11 @@ def test_movielens_specs_match_the_download_table(registry: Registry, name: str)
     spec = registry.dataset(name)
     assert isinstance(spec, DatasetSpec)
     assert spec.needs_path and spec.plugin == "movielens"
-    assert spec.download == name and spec.download in ARCHIVES
-    assert ARCHIVES[spec.download].folder == spec.data_dir_name
+    table = archives(registry)
+    assert spec.download == name and spec.download in table
+    assert table[name] == spec.archive and spec.archive.name == name
+    assert spec.archive.folder == spec.data_dir_name
+    assert spec.archive.url == f"https://files.grouplens.org/datasets/movielens/{spec.data_dir_name}.zip"
     assert spec.default_protocol == ("deepmatch" if name == "movielens-1m" else "loo")
     assert callable(spec.load())
 
@@ -132,3 +136,68 @@ def test_missing_data_says_how_to_download(
     monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "empty-cache"))
     with pytest.raises(DataError, match="zoo data download movielens-1m"):
         registry.load_dataset("movielens-1m")
+
+
+def test_archives_are_listed_in_the_order_the_plugin_registers_them(registry: Registry) -> None:
+    assert list(archives(registry)) == [
+        "movielens-100k", "movielens-1m", "movielens-latest-small", "movielens-20m", "movielens-25m"
+    ]  # fmt: skip
+
+
+def test_an_archive_fills_in_download_and_data_dir_name() -> None:
+    url = "https://example.org/d/logs-v2.tar.gz"
+    archive = Archive(url=url, folder="logs", checksum="sha256:" + "ab" * 32)
+    spec = DatasetSpec(name="my-logs", factory="a:b", needs_path=True, archive=archive)
+    assert spec.download == "my-logs" and spec.data_dir_name == "logs" and spec.archive.name == "my-logs"
+    assert spec.archive.filename == "logs-v2.tar.gz"
+    assert spec.with_provider("p", "d").archive == spec.archive  # dataclasses.replace keeps it
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"needs_path": False}, "needs_path=True"),
+        ({"data_dir_name": "other"}, "differs from the archive's folder"),
+        ({"download": "movielens-1m"}, "leave download out"),
+        ({"archive": {"url": "x"}}, "must be a zoo.data.archive.Archive"),
+    ],
+)
+def test_bad_archive_declarations_are_plugin_errors(changes: dict, fragment: str) -> None:
+    archive = Archive(url="https://example.org/logs.zip", folder="logs", checksum="md5:" + "0" * 32)
+    fields = {"name": "my-logs", "factory": "a:b", "needs_path": True, "archive": archive, **changes}
+    with pytest.raises(PluginError, match=fragment):
+        DatasetSpec(**fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ({"url": "logs.zip"}, "url"),
+        ({"folder": "../up"}, "plain folder name"),
+        ({"checksum": "sha256:xyz"}, "checksum"),
+        ({"size": -1}, "size"),
+    ],
+)
+def test_bad_archives_are_plugin_errors(fields: dict, fragment: str) -> None:
+    good = {"url": "https://example.org/logs.zip", "folder": "logs", "checksum": "sha256:" + "0" * 64}
+    with pytest.raises(PluginError, match=fragment):
+        Archive(**{**good, **fields})
+
+
+def test_data_is_found_only_through_data_zoo_data_dir_or_the_cache(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No search up the directory tree: a shared/data/movielens folder above the cwd is not used."""
+    from zoo.data.locate import env_data_dir
+
+    write_ml1m(tmp_path / "shared" / "data" / "movielens" / "ml-1m")
+    work = tmp_path / "checkout" / "sub"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("ZOO_DATA_DIR", raising=False)
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "empty-cache"))
+    assert env_data_dir() is None
+    with pytest.raises(DataError, match="needs its files"):
+        registry.load_dataset("movielens-1m")
+    write_ml1m(tmp_path / "empty-cache" / "ml-1m")
+    assert registry.load_dataset("movielens-1m").stats()["interactions"] == 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import socket
@@ -18,10 +17,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from zoo import hookimpl, testing
 from zoo.data import download as dl
-from zoo.data.download import ARCHIVES, download, extract_archive, get_archive, parse_checksum
+from zoo.data.archive import Archive
+from zoo.data.download import archives, download, extract_archive, get_archive, parse_checksum
 from zoo.data.readers import read_ml1m
 from zoo.errors import DownloadError, UnknownNameError
+from zoo.specs import DatasetSpec
 from zoo_cli.commands.data import app
 
 RATINGS = b"1::10::5::978300760\n1::20::3::978302109\n2::10::4::978301968\n"
@@ -103,7 +105,7 @@ def test_download_uses_base_url_env_and_md5(
     root, base = served
     archive = make_zip(root / "ml-1m.zip", ml1m_members())
     monkeypatch.setenv("ZOO_DOWNLOAD_BASE_URL", base + "/")
-    assert get_archive("movielens-1m").url == f"{base}/ml-1m.zip"
+    assert get_archive("movielens-1m").download_url == f"{base}/ml-1m.zip"
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
     folder = download("ml-1m", tmp_path / "cache", checksum=md5)  # folder name works as an alias
     assert (folder / "movies.dat").is_file()
@@ -297,41 +299,72 @@ def test_parse_checksum_forms() -> None:
             parse_checksum(bad)
 
 
-def test_archive_table_is_complete() -> None:
-    for archive in ARCHIVES.values():
+def test_archive_table_is_complete(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(dl.BASE_URL_ENV, raising=False)
+    table = archives()
+    assert len(table) == 5
+    for name, archive in table.items():
         algorithm, digest = parse_checksum(archive.checksum)
         assert algorithm == "sha256" and len(digest) == 64
-        assert archive.url == f"{dl.DEFAULT_BASE_URL}/{archive.filename}"
+        assert archive.name == name and archive.download_url == archive.url
         assert archive.filename == archive.folder + ".zip"
+
+
+def test_download_takes_an_archive_object(served: tuple[Path, str], tmp_path: Path) -> None:
+    """The machinery is generic: any Archive, e.g. a third-party dataset's tar.gz."""
+    root, base = served
+    with tarfile.open(root / "logs-v1.tar.gz", "w:gz") as tf:
+        data = b"user_id,item_id,timestamp\n1,2,3\n"
+        info = tarfile.TarInfo("logs/clicks.csv")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    archive = Archive(url=f"{base}/logs-v1.tar.gz", folder="logs", checksum=sha256(root / "logs-v1.tar.gz"))
+    folder = download(archive, tmp_path / "cache")
+    assert (folder / "clicks.csv").read_bytes() == data
 
 
 # --------------------------------------------------------------------------------------------
 # CLI sub-app (zoo data ...)
 # --------------------------------------------------------------------------------------------
-def test_cli_list() -> None:
+def test_cli_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(dl.BASE_URL_ENV, raising=False)
     result = CliRunner().invoke(app, ["list"])
     assert result.exit_code == 0
-    for archive in ARCHIVES.values():
+    for archive in archives().values():
         assert archive.name in result.output and archive.url in result.output
     assert "5.6 MiB" in result.output  # ml-1m's size
+    names = [line.split()[0] for line in result.output.splitlines()[1:]]
+    assert names == [
+        "movielens-100k", "movielens-1m", "movielens-latest-small", "movielens-20m", "movielens-25m"
+    ]  # fmt: skip
 
 
 def test_cli_download_and_already_present(
     served: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A dataset plugin's archive (here a fixture plugin's) is what ``zoo data download NAME`` fetches."""
     root, base = served
     archive = make_zip(root / "ml-1m.zip", ml1m_members())
-    fixture = dataclasses.replace(
-        ARCHIVES["movielens-1m"], checksum=sha256(archive), size=archive.stat().st_size
-    )
-    monkeypatch.setitem(ARCHIVES, "movielens-1m", fixture)
+
+    class FixturePlugin:
+        @hookimpl
+        def zoo_register_datasets(self) -> list[DatasetSpec]:
+            fixture = Archive(
+                url="https://example.org/ml-1m.zip", folder="ml-1m", checksum=sha256(archive),
+                size=archive.stat().st_size,
+            )  # fmt: skip
+            return [DatasetSpec(name="fixture-ml1m", factory="a:b", needs_path=True, archive=fixture)]
+
     monkeypatch.setenv("ZOO_DOWNLOAD_BASE_URL", base)
-    runner = CliRunner()
-    result = runner.invoke(app, ["download", "movielens-1m", "--dir", str(tmp_path / "d")])
-    assert result.exit_code == 0, result.output
-    assert result.stdout.strip().splitlines()[-1] == str(tmp_path / "d" / "ml-1m")
-    again = runner.invoke(app, ["download", "movielens-1m", "--dir", str(tmp_path / "d")])
-    assert again.exit_code == 0 and "already" in again.output
+    with testing.register_plugin(FixturePlugin(), "fixture-data"):
+        runner = CliRunner()
+        listed = runner.invoke(app, ["list"])
+        assert "fixture-ml1m" in listed.output and f"{base}/ml-1m.zip" in listed.output
+        result = runner.invoke(app, ["download", "fixture-ml1m", "--dir", str(tmp_path / "d")])
+        assert result.exit_code == 0, result.output
+        assert result.stdout.strip().splitlines()[-1] == str(tmp_path / "d" / "ml-1m")
+        again = runner.invoke(app, ["download", "fixture-ml1m", "--dir", str(tmp_path / "d")])
+        assert again.exit_code == 0 and "already" in again.output
 
 
 def test_cli_unknown_name_raises_zoo_error() -> None:

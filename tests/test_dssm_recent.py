@@ -13,7 +13,9 @@ def model(recent: int) -> DSSM:
     return DSSM(
         [SparseFeature("user_id", 10, 4), SequenceFeature("hist", 30, 4, shared_with="item_id")],
         [SparseFeature("item_id", 30, 4)],
-        user_params={"dims": [8]}, item_params={"dims": [8]}, recent_history=recent,
+        user_params={"dims": [8]},
+        item_params={"dims": [8]},
+        recent_history=recent,
     ).eval()
 
 

@@ -155,10 +155,20 @@ def make_tables(id_kind: str):
         {
             "item_id": [wrap_item(i) for i in range(7)],
             "cat": ["a", "b", "a", "c", "z", None, "b"],  # item 4 ("z") never trains
-            "genres": ["Drama|Comedy", "Action", "", None, "Secret|Drama", "Comedy|Action|Drama", "Horror||Drama"],
+            "genres": [
+                "Drama|Comedy",
+                "Action",
+                "",
+                None,
+                "Secret|Drama",
+                "Comedy|Action|Drama",
+                "Horror||Drama",
+            ],
         }
     )
-    train_users = np.array([wrap(i) for i in (0, 1, 2, 3, 5, 0, 1, 7)], dtype=object)  # u7: not in the user table
+    train_users = np.array(
+        [wrap(i) for i in (0, 1, 2, 3, 5, 0, 1, 7)], dtype=object
+    )  # u7: not in the user table
     train_items = np.array([wrap_item(i) for i in (0, 1, 2, 3, 5, 6, 6, 9)], dtype=object)  # 9: no item row
     return users, items, train_users, train_items
 
@@ -176,12 +186,18 @@ def test_feature_encoder_vs_reference(id_kind):
 
     ref_user_ids = slow_vocab(list(train_users))
     all_users = list(users["user_id"]) + list(train_users)
-    assert encoder.encode_users(pd.Series(all_users, dtype=object)).tolist() == [slow_code(ref_user_ids, u) for u in all_users]
+    assert encoder.encode_users(pd.Series(all_users, dtype=object)).tolist() == [
+        slow_code(ref_user_ids, u) for u in all_users
+    ]
 
     user_vocabs, user_tables = slow_side_tables(list(train_users), users, "user_id", {})
     item_vocabs, item_tables = slow_side_tables(list(train_items), items, "item_id", {"genres": "|"})
     # the unseen user's and item's side values are not in any vocabulary
-    assert "X" not in user_vocabs["gender"] and "z" not in item_vocabs["cat"] and "Secret" not in item_vocabs["genres"]
+    assert (
+        "X" not in user_vocabs["gender"]
+        and "z" not in item_vocabs["cat"]
+        and "Secret" not in item_vocabs["genres"]
+    )
     assert item_vocabs["genres"] == ["Action", "Comedy", "Drama", "Horror"]
     for col, vocab in user_vocabs.items():
         assert list(encoder.vocabs[f"user:{col}"].to_json()) == vocab
@@ -227,7 +243,9 @@ def test_item_table_random_vs_reference(rows, train, sep):
             "kind": pd.Series([r[2] for r in rows], dtype=object),
         }
     )
-    encoder = FeatureEncoder.fit(np.zeros(len(train), dtype=np.int64), np.array(train), None, items, {"tags": sep})
+    encoder = FeatureEncoder.fit(
+        np.zeros(len(train), dtype=np.int64), np.array(train), None, items, {"tags": sep}
+    )
     vocabs, tables = slow_side_tables(train, items, "item_id", {"tags": sep})
     got = encoder.item_table(items)
     for col in ("tags", "kind"):
@@ -262,7 +280,10 @@ def test_save_load_round_trip(tmp_path: Path, id_kind):
     for name, vocab in encoder.vocabs.items():
         codes = np.arange(vocab.size)
         assert loaded.vocabs[name].decode(codes).tolist() == vocab.decode(codes).tolist(), name
-    for a, b in ((loaded.user_table(users), encoder.user_table(users)), (loaded.item_table(items), encoder.item_table(items))):
+    for a, b in (
+        (loaded.user_table(users), encoder.user_table(users)),
+        (loaded.item_table(items), encoder.item_table(items)),
+    ):
         assert set(a) == set(b)
         for col in a:
             assert np.array_equal(a[col], b[col]), col

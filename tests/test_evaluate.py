@@ -17,7 +17,9 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 
 # -- references: written from the definitions, as literally as possible ------------------------
-def ref_metrics(ranked: list[list[int]], target_lists: list[list[int]], ks: tuple[int, ...]) -> dict[str, float]:
+def ref_metrics(
+    ranked: list[list[int]], target_lists: list[list[int]], ks: tuple[int, ...]
+) -> dict[str, float]:
     sums: dict[str, float] = {}
     users = 0
     for row, targets in zip(ranked, target_lists, strict=True):
@@ -181,11 +183,17 @@ def ranked_and_targets(draw: st.DrawFn) -> tuple[np.ndarray, list[list[int]], tu
 
 @SETTINGS
 @given(ranked_and_targets())
-def test_ranking_metrics_csr_matches_reference(case: tuple[np.ndarray, list[list[int]], tuple[int, ...]]) -> None:
+def test_ranking_metrics_csr_matches_reference(
+    case: tuple[np.ndarray, list[list[int]], tuple[int, ...]],
+) -> None:
     ranked, targets, ks = case
     want = ref_metrics(ranked.tolist(), targets, tuple(sorted(set(ks))))
     if not want.get("users"):
-        want = {f"{m}@{k}": math.nan for k in sorted(set(ks)) for m in ("hitrate", "recall", "ndcg", "mrr", "precision")}
+        want = {
+            f"{m}@{k}": math.nan
+            for k in sorted(set(ks))
+            for m in ("hitrate", "recall", "ndcg", "mrr", "precision")
+        }
         want["users"] = 0
     assert_metrics_equal(ranking_metrics(ranked, to_csr(targets), ks), want)
 
@@ -199,7 +207,11 @@ def test_ranking_metrics_single_target_matches_reference(
     single = [t[0] if t else -1 for t in targets]
     want = ref_metrics(ranked.tolist(), [[t] for t in single], tuple(sorted(set(ks))))
     if not want.get("users"):
-        want = {f"{m}@{k}": math.nan for k in sorted(set(ks)) for m in ("hitrate", "recall", "ndcg", "mrr", "precision")}
+        want = {
+            f"{m}@{k}": math.nan
+            for k in sorted(set(ks))
+            for m in ("hitrate", "recall", "ndcg", "mrr", "precision")
+        }
         want["users"] = 0
     got = ranking_metrics(ranked, np.array(single, dtype=np.int64), ks)
     assert_metrics_equal(got, want)
@@ -212,7 +224,9 @@ def test_ranking_metrics_large_random_against_reference() -> None:
     ranked = np.stack([rng.permutation(60)[:20] for _ in range(300)])
     ranked[rng.random(ranked.shape) < 0.05] = -1
     lists = [list(rng.integers(-1, 60, size=rng.integers(0, 6))) for _ in range(300)]
-    assert_metrics_equal(ranking_metrics(ranked, to_csr(lists), (1, 5, 20)), ref_metrics(ranked.tolist(), lists, (1, 5, 20)))
+    assert_metrics_equal(
+        ranking_metrics(ranked, to_csr(lists), (1, 5, 20)), ref_metrics(ranked.tolist(), lists, (1, 5, 20))
+    )
 
 
 # -- topk_items --------------------------------------------------------------------------------
@@ -237,7 +251,9 @@ def check_topk(idx: torch.Tensor, scores: torch.Tensor, users, items, k, exclude
     got_idx, got_scores = idx.tolist(), scores.tolist()
     for u in range(len(users)):
         # scores at each rank agree (ties may order differently, so compare values, not ids)
-        np.testing.assert_allclose(got_scores[u], np.array(want_scores[u], dtype=np.float32), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            got_scores[u], np.array(want_scores[u], dtype=np.float32), rtol=1e-5, atol=1e-5
+        )
         valid = [i for i in got_idx[u] if i >= 0]
         assert len(valid) == len(set(valid)) == len([i for i in want_idx[u] if i >= 0])
         assert got_idx[u][len(valid) :] == [-1] * (k - len(valid))
@@ -261,7 +277,9 @@ def ranking_case(draw: st.DrawFn):
     items = rng.standard_normal((n_items, dim)).astype(np.float32)
     use_exclude = draw(st.booleans()) and n_items > 0
     exclude_lists = (
-        [list(rng.integers(-1, n_items, size=rng.integers(0, n_items + 2))) for _ in range(n_users)] if use_exclude else None
+        [list(rng.integers(-1, n_items, size=rng.integers(0, n_items + 2))) for _ in range(n_users)]
+        if use_exclude
+        else None
     )
     chunk = draw(st.integers(1, 8))
     return users, items, k, exclude_lists, chunk
@@ -272,8 +290,17 @@ def ranking_case(draw: st.DrawFn):
 def test_topk_items_matches_reference(case) -> None:
     users, items, k, exclude_lists, chunk = case
     exclude = to_csr(exclude_lists) if exclude_lists is not None else None
-    idx, scores = topk_items(torch.from_numpy(users), torch.from_numpy(items), k, exclude=exclude, chunk_size=chunk)
-    check_topk(idx, scores, users, items, k, [[e for e in x if e >= 0] for x in exclude_lists] if exclude_lists else None)
+    idx, scores = topk_items(
+        torch.from_numpy(users), torch.from_numpy(items), k, exclude=exclude, chunk_size=chunk
+    )
+    check_topk(
+        idx,
+        scores,
+        users,
+        items,
+        k,
+        [[e for e in x if e >= 0] for x in exclude_lists] if exclude_lists else None,
+    )
 
 
 def test_topk_items_hand_computed_and_padding() -> None:
@@ -309,7 +336,9 @@ def test_topk_items_chunking_and_device_do_not_change_results() -> None:
 def test_topk_items_empty_inputs_and_errors() -> None:
     idx, scores = topk_items(torch.zeros(0, 4), torch.randn(5, 4), 3)
     assert tuple(idx.shape) == (0, 3) and tuple(scores.shape) == (0, 3)
-    idx, _ = topk_items(torch.zeros(0, 4), torch.randn(5, 4), 3, exclude=(np.array([0]), np.array([], dtype=np.int64)))
+    idx, _ = topk_items(
+        torch.zeros(0, 4), torch.randn(5, 4), 3, exclude=(np.array([0]), np.array([], dtype=np.int64))
+    )
     assert tuple(idx.shape) == (0, 3)
     idx, _ = topk_items(torch.randn(2, 4), torch.zeros(0, 4), 2)
     assert idx.tolist() == [[-1, -1], [-1, -1]]
@@ -325,7 +354,9 @@ def test_topk_items_empty_inputs_and_errors() -> None:
 
 # -- auc_score ---------------------------------------------------------------------------------
 def test_auc_hand_computed() -> None:
-    assert auc_score([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)  # sklearn's docstring example
+    assert auc_score([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(
+        0.75
+    )  # sklearn's docstring example
     assert auc_score([1, 1, 1, 1], [0, 1, 0, 1]) == pytest.approx(0.5)
     assert auc_score(torch.tensor([0.2, 0.9]), torch.tensor([0.0, 1.0])) == pytest.approx(1.0)
     assert math.isnan(auc_score([0.1, 0.2], [1, 1]))
@@ -390,7 +421,9 @@ def test_evaluate_ranking_maps_item_ids_and_masks() -> None:
     ranked_ids = np.where(idx.numpy() >= 0, item_ids[np.maximum(idx.numpy(), 0)], -1)
     targets = item_ids[rng.integers(0, 30, size=40)]
     targets[:3] = -1
-    got = evaluate_ranking(users, items, targets, ks=(5, 12), exclude=exclude, item_ids=item_ids, chunk_size=7)
+    got = evaluate_ranking(
+        users, items, targets, ks=(5, 12), exclude=exclude, item_ids=item_ids, chunk_size=7
+    )
     want = ref_metrics(ranked_ids.tolist(), [[t] for t in targets.tolist()], (5, 12))
     assert_metrics_equal(got, want)
     # without item_ids, targets are row indices

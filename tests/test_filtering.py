@@ -101,8 +101,13 @@ def test_drop_excluded_vs_reference(data, rows, width, topk):
         real = data.draw(st.lists(st.integers(0, 40), unique=True, max_size=width))
         row = real + [-1] * (width - len(real))  # retrievers pad the tail with -1
         ids_rows.append(row)
-        score_rows.append(sorted((data.draw(st.floats(-5, 5)) for _ in real), reverse=True) + [-math.inf] * (width - len(real)))
-        lists.append(data.draw(st.lists(st.integers(0, 45), max_size=12)))  # may repeat, may miss the row's ids
+        score_rows.append(
+            sorted((data.draw(st.floats(-5, 5)) for _ in real), reverse=True)
+            + [-math.inf] * (width - len(real))
+        )
+        lists.append(
+            data.draw(st.lists(st.integers(0, 45), max_size=12))
+        )  # may repeat, may miss the row's ids
     ids = np.array(ids_rows, dtype=np.int64).reshape(rows, width)
     scores = np.array(score_rows, dtype=np.float32).reshape(rows, width)
     got_ids, got_scores = drop_excluded(ids, scores, to_csr(lists), topk)
@@ -113,12 +118,17 @@ def test_drop_excluded_vs_reference(data, rows, width, topk):
 def test_drop_excluded_hand_made():
     ids = np.array([[5, 3, 9, 1], [2, 4, -1, -1], [7, 8, 6, 0]])
     scores = np.array([[4, 3, 2, 1], [2, 1, -np.inf, -np.inf], [9, 8, 7, 6]], dtype=np.float32)
-    exclude = (np.array([0, 2, 2, 6]), np.array([3, 1, 7, 8, 6, 0]))  # row 1 excludes nothing, row 2 everything
+    exclude = (
+        np.array([0, 2, 2, 6]),
+        np.array([3, 1, 7, 8, 6, 0]),
+    )  # row 1 excludes nothing, row 2 everything
     got_ids, got_scores = drop_excluded(ids, scores, exclude, 3)
     assert got_ids.tolist() == [[5, 9, -1], [2, 4, -1], [-1, -1, -1]]
     assert got_scores[0].tolist() == [4, 2, -np.inf] and got_scores[2].tolist() == [-np.inf] * 3
     # an id equal to another row's excluded id is kept; ids larger than every excluded id work
-    got_ids, _ = drop_excluded(np.array([[3, 100], [3, 100]]), np.zeros((2, 2), np.float32), (np.array([0, 1, 1]), np.array([3])), 2)
+    got_ids, _ = drop_excluded(
+        np.array([[3, 100], [3, 100]]), np.zeros((2, 2), np.float32), (np.array([0, 1, 1]), np.array([3])), 2
+    )
     assert got_ids.tolist() == [[100, -1], [3, 100]]
 
 
@@ -166,7 +176,11 @@ def test_query_excluding_vs_reference(seed, users, items, topk, interests, chunk
     query = torch.from_numpy(user_vectors) if as_tensor else user_vectors
     got_ids, got_scores = query_excluding(retriever, query, topk, to_csr(lists), chunk_size=chunk_size)
     assert got_ids.shape == (users, topk)
-    assert_same(got_ids, got_scores, *ref_query(user_vectors.tolist(), item_vectors.tolist(), item_ids.tolist(), lists, topk))
+    assert_same(
+        got_ids,
+        got_scores,
+        *ref_query(user_vectors.tolist(), item_vectors.tolist(), item_ids.tolist(), lists, topk),
+    )
     for row, excluded in zip(got_ids.tolist(), lists, strict=True):
         real = [i for i in row if i >= 0]
         assert not set(real) & set(excluded) and len(set(real)) == len(real)

@@ -109,7 +109,9 @@ def test_padding_changes_nothing():
         model.embedding.table("movie_id").weight[0].add_(5.0)
     torch.testing.assert_close(model.user_tower(batch), before, rtol=0, atol=0)
     # More (or less) left padding: the same vectors.
-    longer = dict(batch, hist_movie_id=torch.cat([torch.zeros(6, 4, dtype=torch.long), batch["hist_movie_id"]], 1))
+    longer = dict(
+        batch, hist_movie_id=torch.cat([torch.zeros(6, 4, dtype=torch.long), batch["hist_movie_id"]], 1)
+    )
     torch.testing.assert_close(model.user_tower(longer), before, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(model.sequence_outputs(longer)[0][:, 4:], outputs_before, atol=1e-6, rtol=1e-5)
 
@@ -174,7 +176,9 @@ def test_train_outputs_on_windows_give_one_row_per_target(data):
 
 def test_full_softmax_is_cross_entropy_over_every_position(data):
     model = from_data(data, temperature=0.5)
-    trainer = MatchTrainer(model, mode=2, negatives="full", item_counts=data.item_counts, model_path=None, verbose=False)
+    trainer = MatchTrainer(
+        model, mode=2, negatives="full", item_counts=data.item_counts, model_path=None, verbose=False
+    )
     batch = data.sequence_batch(data.sequence_windows()[:8])
     with torch.no_grad():
         users, mask = model.sequence_outputs(batch)
@@ -187,13 +191,24 @@ def test_full_softmax_is_cross_entropy_over_every_position(data):
 
 @pytest.mark.parametrize(
     "mode, negatives, extra",
-    [(2, "full", {}), (2, "shared", {"num_negatives": 32}), (1, "shared", {"pairwise_loss": "bpr-max", "num_negatives": 32})],
+    [
+        (2, "full", {}),
+        (2, "shared", {"num_negatives": 32}),
+        (1, "shared", {"pairwise_loss": "bpr-max", "num_negatives": 32}),
+    ],
 )
 def test_each_loss_lowers_the_loss_on_a_fixed_batch(data, mode, negatives, extra):
     model = from_data(data)
     trainer = MatchTrainer(
-        model, mode=mode, negatives=negatives, optimizer_params={"lr": 0.03}, item_counts=data.item_counts,
-        model_path=None, seed=0, verbose=False, **extra,
+        model,
+        mode=mode,
+        negatives=negatives,
+        optimizer_params={"lr": 0.03},
+        item_counts=data.item_counts,
+        model_path=None,
+        seed=0,
+        verbose=False,
+        **extra,
     )
     batch = data.sequence_batch(data.sequence_windows()[:32])
 
@@ -215,8 +230,16 @@ def test_each_loss_lowers_the_loss_on_a_fixed_batch(data, mode, negatives, extra
 def test_fit_on_windows_learns_the_sequences(data):
     model = from_data(data, normalize=True, temperature=0.1)
     trainer = MatchTrainer(
-        model, mode=2, negatives="full", optimizer_params={"lr": 0.01}, n_epoch=3, item_counts=data.item_counts,
-        model_path=None, seed=0, verbose=False, valid_metric="hitrate@10",
+        model,
+        mode=2,
+        negatives="full",
+        optimizer_params={"lr": 0.01},
+        n_epoch=3,
+        item_counts=data.item_counts,
+        model_path=None,
+        seed=0,
+        verbose=False,
+        valid_metric="hitrate@10",
     )
     history = trainer.fit(data.training_batches(model, 32, seed=0), data.ranking_task("valid"))
     assert history[-1]["loss"] < history[0]["loss"]
@@ -233,7 +256,9 @@ def test_save_load_round_trip_gives_identical_vectors(tmp_path):
     assert isinstance(loaded, GRU4Rec) and isinstance(loaded, RecallModel)
     loaded.eval()
     torch.testing.assert_close(loaded.user_tower(batch), model.user_tower(batch), rtol=0, atol=0)
-    torch.testing.assert_close(loaded.item_vectors(batch["movie_id"]), model.item_vectors(batch["movie_id"]), rtol=0, atol=0)
+    torch.testing.assert_close(
+        loaded.item_vectors(batch["movie_id"]), model.item_vectors(batch["movie_id"]), rtol=0, atol=0
+    )
     assert loaded.temperature == 0.1 and loaded.normalize
 
 
@@ -266,10 +291,15 @@ def test_preset_and_registry():
     from zoo.models import GRU4Rec as Facade
     from zoo.registry import default_registry
 
-    assert Facade is GRU4Rec
     spec = default_registry().model("gru4rec")
-    assert spec.family == "sequential" and set(spec.train_modes) == {1, 2}
-    assert spec.defaults["negatives"] == "full" and spec.defaults["valid_metric"] == "hitrate@10"
+    assert issubclass(Facade, GRU4Rec) and Facade.spec == spec
+    assert (spec.family, set(spec.train_modes), spec.training_data) == ("sequential", {1, 2}, "sequences")
+    trainer = spec.trainer_defaults
+    assert (trainer["negatives"], trainer["valid_metric"]) == ("full", "hitrate@10")
+    assert dict(spec.data_defaults) == {"window_stride": 10}
+    history = SequenceFeature("h", 10, 4, pooling=None)
+    direct = GRU4Rec([history], [history], [SparseFeature("i", 10, 4)])
+    assert direct.training_data == "sequences"  # the class imported from its module finds its spec too
     assert "recbole-seq" in spec.description
 
 
@@ -278,7 +308,11 @@ def test_zoo_run_beats_popularity_on_synthetic(tmp_path):
 
     report = run(
         RunConfig(
-            model="gru4rec", retriever="exact", device="cpu", epochs=3, save=False,
+            model="gru4rec",
+            retriever="exact",
+            device="cpu",
+            epochs=3,
+            save=False,
             dataset_options={"users": 300, "items": 120, "categories": 6, "mean_length": 18, "seed": 7},
             params={"batch_size": 16, "lr": 0.005},
         )
@@ -317,7 +351,9 @@ def test_seed_tutorial_gru4rec_section(tmp_path, movielens_csv):
         SparseFeature("occupation", vocab_size=25, embed_dim=16),
     ]
     user_features += [
-        SequenceFeature("hist_movie_id", vocab_size=item_num, embed_dim=16, pooling="mean", shared_with="movie_id")
+        SequenceFeature(
+            "hist_movie_id", vocab_size=item_num, embed_dim=16, pooling="mean", shared_with="movie_id"
+        )
     ]
     item_features = [
         SparseFeature("movie_id", vocab_size=item_num, embed_dim=16),
@@ -326,13 +362,25 @@ def test_seed_tutorial_gru4rec_section(tmp_path, movielens_csv):
     user_profile = df[["user_id", "gender", "age", "occupation"]].drop_duplicates("user_id")
     item_profile = df[["movie_id", "cate_id"]].drop_duplicates("movie_id").sort_values("movie_id")
     df_train, df_test = generate_seq_feature_match(
-        df, "user_id", "movie_id", time_col="timestamp", item_attribute_cols=[], sample_method=1, mode=2, neg_ratio=10,
+        df,
+        "user_id",
+        "movie_id",
+        time_col="timestamp",
+        item_attribute_cols=[],
+        sample_method=1,
+        mode=2,
+        neg_ratio=10,
         seed=0,
     )
     x_train = gen_model_input(df_train, user_profile, "user_id", item_profile, "movie_id", seq_max_len=20)
     x_test = gen_model_input(df_test, user_profile, "user_id", item_profile, "movie_id", seq_max_len=20)
-    all_item = {"movie_id": item_profile["movie_id"].to_numpy(), "cate_id": item_profile["cate_id"].to_numpy()}
-    train_dl, test_dl, item_dl = MatchDataGenerator(x=x_train, seed=0).generate_dataloader(x_test, all_item, batch_size=256)
+    all_item = {
+        "movie_id": item_profile["movie_id"].to_numpy(),
+        "cate_id": item_profile["cate_id"].to_numpy(),
+    }
+    train_dl, test_dl, item_dl = MatchDataGenerator(x=x_train, seed=0).generate_dataloader(
+        x_test, all_item, batch_size=256
+    )
 
     # 序列推荐模型 (GRU4Rec), the tutorial's code
     history_features = [SequenceFeature("hist_movie_id", vocab_size=item_num, embed_dim=16, pooling=None)]
@@ -386,8 +434,11 @@ def test_seed_tutorial_gru4rec_section(tmp_path, movielens_csv):
     # 模型保存与加载 (save and load)
     torch.save(model.state_dict(), tmp_path / "model.pth")
     reloaded = GRU4Rec(
-        user_features=user_features, history_features=history_features, item_features=item_features,
-        neg_item_feature=neg_item_feature, user_params={"dims": [128, 64], "num_layers": 2, "dropout": 0.2},
+        user_features=user_features,
+        history_features=history_features,
+        item_features=item_features,
+        neg_item_feature=neg_item_feature,
+        user_params={"dims": [128, 64], "num_layers": 2, "dropout": 0.2},
         temperature=1.0,
     )
     reloaded.load_state_dict(torch.load(tmp_path / "model.pth"))

@@ -62,8 +62,23 @@ def zoo_register_commands(app):
 """
 
 TINY_RUN = [
-    "run", "dssm", "--epochs", "1", "--device", "cpu", "--param", "data.users=120", "--param", "data.items=50",
-    "--param", "data.mean_length=10", "--param", "embed_dim=8", "--param", "dims=16,8", "--quiet",
+    "run",
+    "dssm",
+    "--epochs",
+    "1",
+    "--device",
+    "cpu",
+    "--param",
+    "data.users=120",
+    "--param",
+    "data.items=50",
+    "--param",
+    "data.mean_length=10",
+    "--param",
+    "embed_dim=8",
+    "--param",
+    "dims=16,8",
+    "--quiet",
 ]
 
 
@@ -89,32 +104,53 @@ Installer = Callable[[Site], None]
 CASES: dict[str, tuple[Installer, dict[str, str], str, str, int]] = {
     # case: (install, env, plugin, expected status, warning lines about it)
     "import failure": (
-        lambda s: s.install("zoo-fake-broken", {"fakebroken": "zoo_fake_broken"}, {"zoo_fake_broken": BROKEN}),
-        {}, "fakebroken", "failed", 1,
+        lambda s: s.install(
+            "zoo-fake-broken", {"fakebroken": "zoo_fake_broken"}, {"zoo_fake_broken": BROKEN}
+        ),
+        {},
+        "fakebroken",
+        "failed",
+        1,
     ),
     "misspelt hook": (
         lambda s: s.install("zoo-fake-typo", {"faketypo": "zoo_fake_typo"}, {"zoo_fake_typo": MISSPELT}),
-        {}, "faketypo", "failed", 1,
+        {},
+        "faketypo",
+        "failed",
+        1,
     ),
     "raising hook": (
         lambda s: s.install("zoo-fake-raise", {"fakeraise": "zoo_fake_raise"}, {"zoo_fake_raise": RAISING}),
-        {}, "fakeraise", "error", 1,
+        {},
+        "fakeraise",
+        "error",
+        1,
     ),
     "needs newer recall-zoo": (
         lambda s: s.install(
-            "zoo-fake-future", {"fakefuture": "zoo_fake_future"},
+            "zoo-fake-future",
+            {"fakefuture": "zoo_fake_future"},
             {"zoo_fake_future": GOOD_PLUGIN.format(model="future", module="zoo_fake_future", desc="")},
             requires=("recall-zoo>=99",),
         ),
-        {}, "fakefuture", "incompatible", 1,
+        {},
+        "fakefuture",
+        "incompatible",
+        1,
     ),
     "blocked": (
         lambda s: s.good("zoo-fake-blocked", "fakeblocked", "zoo_fake_blocked", "blocked-model"),
-        {"ZOO_DISABLE_PLUGINS": "zoo-fake-blocked"}, "fakeblocked", "disabled", 0,
+        {"ZOO_DISABLE_PLUGINS": "zoo-fake-blocked"},
+        "fakeblocked",
+        "disabled",
+        0,
     ),
     "not in the allow-list": (
         lambda s: s.good("zoo-fake-other", "fakeother", "zoo_fake_other", "other-model"),
-        {"ZOO_LOAD_PLUGINS": "zoo-fake-nothing"}, "fakeother", "skipped", 0,
+        {"ZOO_LOAD_PLUGINS": "zoo-fake-nothing"},
+        "fakeother",
+        "skipped",
+        0,
     ),
 }
 
@@ -143,7 +179,10 @@ def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_each_failure_mode_is_shown_and_the_rest_works(
-    site: Site, case: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    site: Site,
+    case: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
 ) -> None:
     command = COMMAND.get(case, "models")
     _, _, baseline = run_main([command, "--json"], capsys)
@@ -167,7 +206,9 @@ def test_each_failure_mode_is_shown_and_the_rest_works(
 
 
 def test_strict_mode_makes_any_command_fail_in_one_line(
-    site: Site, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    site: Site,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
 ) -> None:
     CASES["import failure"][0](site)
     monkeypatch.setenv("ZOO_STRICT_PLUGINS", "1")
@@ -184,7 +225,9 @@ def test_two_distributions_with_the_same_name_through_the_cli(site: Site) -> Non
     reset_default_registry()
     listed = invoke("models")
     assert listed.exit_code == 0
-    assert "'twin' is provided by several plugins; pick one as zoo-fake-a:twin, zoo-fake-b:twin" in listed.stdout
+    assert (
+        "'twin' is provided by several plugins; pick one as zoo-fake-a:twin, zoo-fake-b:twin" in listed.stdout
+    )
     plugins = plugins_json()
     assert plugins["twina"]["status"] == plugins["twinb"]["status"] == "loaded"
     ambiguous = invoke("run", "twin")
@@ -217,15 +260,25 @@ def _core_invocations(tmp_path: Path) -> list[list[str]]:
     assert {"run", "models", "retrievers", "datasets", "plugins", "doctor", "data", "plugin"} <= set(core)
     calls = [[name, "--help"] for name in core]  # every core command, `bench`/`report` included once added
     calls += [
-        ["--help"], ["--version"], ["models"], ["retrievers", "--json"], ["datasets"], ["plugins"], ["doctor"],
-        ["data", "list"], [*TINY_RUN, "--out", str(tmp_path / "run")],
+        ["--help"],
+        ["--version"],
+        ["models"],
+        ["retrievers", "--json"],
+        ["datasets"],
+        ["plugins"],
+        ["doctor"],
+        ["data", "list"],
+        [*TINY_RUN, "--out", str(tmp_path / "run")],
         ["plugin", "init", "fine", "--kind", "retriever", "--dir", str(tmp_path)],
     ]
     return calls
 
 
 def test_every_core_command_works_with_a_broken_plugin_installed(
-    site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    site: Site,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
 ) -> None:
     monkeypatch.chdir(tmp_path)  # whatever an installed run sink writes next to the run stays here
     site.install("zoo-fake-broken", {"fakebroken": "zoo_fake_broken"}, {"zoo_fake_broken": BROKEN})
@@ -234,7 +287,9 @@ def test_every_core_command_works_with_a_broken_plugin_installed(
         assert code == 0, (args, err)
         about = lines_about(err, "fakebroken")
         assert len(about) == 1, (args, err)
-        assert about[0].startswith("warning: plugin fakebroken (zoo-fake-broken 1.0) failed: import of zoo_fake_broken")
+        assert about[0].startswith(
+            "warning: plugin fakebroken (zoo-fake-broken 1.0) failed: import of zoo_fake_broken"
+        )
     assert (tmp_path / "run" / "run.json").is_file()
     assert (tmp_path / "fine" / "pyproject.toml").is_file()
 
@@ -252,9 +307,12 @@ def test_help_in_a_subprocess_with_a_broken_plugin_installed(site: Site) -> None
         assert len(about) == 1, proc.stderr
         assert "RuntimeError: broken on purpose" in about[0]
         assert "Traceback" not in proc.stderr
-    assert "plugins" in subprocess.run(
-        [str(script), "--help"], capture_output=True, text=True, env=env, timeout=120
-    ).stdout
+    assert (
+        "plugins"
+        in subprocess.run(
+            [str(script), "--help"], capture_output=True, text=True, env=env, timeout=120
+        ).stdout
+    )
     plugins = {p["name"]: p for p in json.loads(proc.stdout)}
     assert plugins["fakebroken"]["status"] == "failed"
 
@@ -298,7 +356,9 @@ def test_plugin_commands_receive_a_typer_app(register_plugin, zoo_cli) -> None:
     assert not any(hasattr(app, "list_commands") for app in plugin.apps)  # not a Click group
 
 
-def test_raising_run_sink_is_one_warning_line_and_the_run_succeeds(register_plugin, zoo_cli, tmp_path: Path) -> None:
+def test_raising_run_sink_is_one_warning_line_and_the_run_succeeds(
+    register_plugin, zoo_cli, tmp_path: Path
+) -> None:
     class Sink:
         @hookimpl
         def zoo_run_finished(self, report):

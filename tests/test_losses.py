@@ -86,7 +86,9 @@ def ref_inbatch(user, items, pos_ids, tau, log_q=None, extra_items=None, extra_i
         for k in range(len(extra_items or [])):
             if extra_ids is not None and extra_ids[k] == pos_ids[i]:
                 continue
-            candidates.append(dot(user[i], extra_items[k]) / tau - (extra_log_q[k] if extra_log_q is not None else 0.0))
+            candidates.append(
+                dot(user[i], extra_items[k]) / tau - (extra_log_q[k] if extra_log_q is not None else 0.0)
+            )
         total += logsumexp(candidates) - target
     return total / rows
 
@@ -154,7 +156,9 @@ def test_pairwise_hand_made():
     neg = torch.tensor([[1.0, 3.0, -9.0]], dtype=torch.float64)
     mask = torch.tensor([[False, False, True]])
     assert losses.pairwise_loss(pos, neg, mask).item() == pytest.approx((math.log(2) + softplus(2.0)) / 2)
-    assert losses.pairwise_loss(pos, neg, mask, kind="hinge", margin=1.0).item() == pytest.approx((1.0 + 3.0) / 2)
+    assert losses.pairwise_loss(pos, neg, mask, kind="hinge", margin=1.0).item() == pytest.approx(
+        (1.0 + 3.0) / 2
+    )
     everything_masked = torch.ones(1, 3, dtype=torch.bool)
     assert losses.pairwise_loss(pos, neg, everything_masked).item() == 0.0
 
@@ -190,7 +194,9 @@ def test_softmax_hand_made():
     extra_ids_given=st.booleans(),
     extra_log_q_given=st.booleans(),
 )
-def test_inbatch_softmax_vs_reference(seed, rows, dim, n_ids, tau, use_log_q, extra, extra_ids_given, extra_log_q_given):
+def test_inbatch_softmax_vs_reference(
+    seed, rows, dim, n_ids, tau, use_log_q, extra, extra_ids_given, extra_log_q_given
+):
     g = torch.Generator().manual_seed(seed)
     user = torch.randn(rows, dim, generator=g, dtype=torch.float64)
     items = torch.randn(rows, dim, generator=g, dtype=torch.float64)
@@ -198,12 +204,26 @@ def test_inbatch_softmax_vs_reference(seed, rows, dim, n_ids, tau, use_log_q, ex
     log_q = torch.log(torch.rand(rows, generator=g, dtype=torch.float64) + 0.01) if use_log_q else None
     extra_items = torch.randn(extra, dim, generator=g, dtype=torch.float64) if extra else None
     extra_ids = torch.randint(0, n_ids + 2, (extra,), generator=g) if extra and extra_ids_given else None
-    extra_log_q = torch.log(torch.rand(extra, generator=g, dtype=torch.float64) + 0.01) if extra and extra_log_q_given else None
+    extra_log_q = (
+        torch.log(torch.rand(extra, generator=g, dtype=torch.float64) + 0.01)
+        if extra and extra_log_q_given
+        else None
+    )
     got = losses.inbatch_softmax_loss(
-        user, items, pos_ids, tau, log_q=log_q, extra_items=extra_items, extra_ids=extra_ids, extra_log_q=extra_log_q
+        user,
+        items,
+        pos_ids,
+        tau,
+        log_q=log_q,
+        extra_items=extra_items,
+        extra_ids=extra_ids,
+        extra_log_q=extra_log_q,
     )
     expected = ref_inbatch(
-        user.tolist(), items.tolist(), pos_ids.tolist(), tau,
+        user.tolist(),
+        items.tolist(),
+        pos_ids.tolist(),
+        tau,
         None if log_q is None else log_q.tolist(),
         None if extra_items is None else extra_items.tolist(),
         None if extra_ids is None else extra_ids.tolist(),
@@ -234,7 +254,13 @@ def test_inbatch_hand_made():
     # mixed: one shared extra negative with id 8 (row 1's positive: masked there only), temperature 0.5
     extra = torch.tensor([[0.0, 2.0]], dtype=torch.float64)
     got = losses.inbatch_softmax_loss(
-        user, items, pos_ids, 0.5, extra_items=extra, extra_ids=torch.tensor([8]), extra_log_q=torch.tensor([math.log(0.1)], dtype=torch.float64)
+        user,
+        items,
+        pos_ids,
+        0.5,
+        extra_items=extra,
+        extra_ids=torch.tensor([8]),
+        extra_log_q=torch.tensor([math.log(0.1)], dtype=torch.float64),
     )
     e = -math.log(0.1)
     row0 = logsumexp([4.0, 0.0, 0.0 + e]) - 4.0
@@ -248,7 +274,9 @@ def test_gradients_finite_with_masks():
     g = torch.Generator().manual_seed(0)
     pos = torch.randn(4, generator=g, requires_grad=True)
     neg = torch.randn(4, 3, generator=g, requires_grad=True)
-    mask = torch.tensor([[True, True, True], [False, True, False], [False, False, False], [True, False, True]])
+    mask = torch.tensor(
+        [[True, True, True], [False, True, False], [False, False, False], [True, False, True]]
+    )
     for loss in (
         losses.pointwise_loss(pos, neg, mask),
         losses.pairwise_loss(pos, neg, mask),
@@ -264,9 +292,18 @@ def test_gradients_finite_with_masks():
     user = torch.randn(5, 3, generator=g, requires_grad=True)
     items = torch.randn(5, 3, generator=g, requires_grad=True)
     extra = torch.randn(2, 3, generator=g, requires_grad=True)
-    for pos_ids in (torch.tensor([1, 1, 1, 1, 1]), torch.tensor([1, 2, 1, 3, 2])):  # every negative masked, some masked
+    for pos_ids in (
+        torch.tensor([1, 1, 1, 1, 1]),
+        torch.tensor([1, 2, 1, 3, 2]),
+    ):  # every negative masked, some masked
         loss = losses.inbatch_softmax_loss(
-            user, items, pos_ids, 0.1, log_q=torch.full((5,), -2.0), extra_items=extra, extra_ids=torch.tensor([1, 1]),
+            user,
+            items,
+            pos_ids,
+            0.1,
+            log_q=torch.full((5,), -2.0),
+            extra_items=extra,
+            extra_ids=torch.tensor([1, 1]),
             extra_log_q=torch.tensor([-1.0, -1.0]),
         )
         user.grad = items.grad = extra.grad = None
@@ -298,7 +335,10 @@ def test_bpr_max_matches_a_slow_reference():
             continue
         exps = [math.exp(float(neg[i, j])) for j in kept]
         weights = [e / sum(exps) for e in exps]
-        ranking = sum(w / (1 + math.exp(-(float(pos[i]) - float(neg[i, j])))) for w, j in zip(weights, kept, strict=True))
+        ranking = sum(
+            w / (1 + math.exp(-(float(pos[i]) - float(neg[i, j]))))
+            for w, j in zip(weights, kept, strict=True)
+        )
         penalty = sum(w * float(neg[i, j]) ** 2 for w, j in zip(weights, kept, strict=True))
         total += -math.log(ranking) + 0.5 * penalty
         rows += 1

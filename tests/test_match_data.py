@@ -29,7 +29,17 @@ SETTINGS = settings(max_examples=40, deadline=None)
 GENDERS = ["F", "M", "F", None, "M", "X", "F", "M"]
 AGES = [1, 18, 25, 25, 35, 45, 50, 56]
 CATS = ["a", "b", "a", "c", None, "b", "d", "a", "e"]
-GENRES = ["Drama|Comedy", "Action", "", None, "Comedy|Action|Drama", "Horror", "Drama", "Noir|Drama|War|Comedy", "Action"]
+GENRES = [
+    "Drama|Comedy",
+    "Action",
+    "",
+    None,
+    "Comedy|Action|Drama",
+    "Horror",
+    "Drama",
+    "Noir|Drama|War|Comedy",
+    "Action",
+]
 
 
 def uid(i, as_str):
@@ -55,7 +65,13 @@ def make_data(rows, as_str=False, with_tables=True) -> Interactions:
     if with_tables:
         users = pd.DataFrame({"user_id": [uid(i, as_str) for i in range(8)], "gender": GENDERS, "age": AGES})
         items = pd.DataFrame({"item_id": [iid(i, as_str) for i in range(9)], "cat": CATS, "genres": GENRES})
-    return Interactions(frame, users=users, items=items, name="fixture", item_multivalue={"genres": "|"} if with_tables else {})
+    return Interactions(
+        frame,
+        users=users,
+        items=items,
+        name="fixture",
+        item_multivalue={"genres": "|"} if with_tables else {},
+    )
 
 
 # -- slow references -------------------------------------------------------------------------------------
@@ -162,7 +178,9 @@ def locate(data: MatchData, ref: Reference) -> dict:
     return out
 
 
-def check_against_reference(data: MatchData, interactions: Interactions, ref: Reference, protocol: Protocol) -> None:
+def check_against_reference(
+    data: MatchData, interactions: Interactions, ref: Reference, protocol: Protocol
+) -> None:
     # vocabularies
     assert data.schema.user_vocab == len(ref.user_vocab) + 2
     assert data.schema.item_vocab == len(ref.item_vocab) + 2
@@ -225,7 +243,9 @@ def check_against_reference(data: MatchData, interactions: Interactions, ref: Re
             target = ref.codes[u][n - offset]
             assert task.targets[row] == (target if target >= 2 else -1)
             assert task.users["item_id"][row].item() == target
-            assert task.users["hist_item_id"][row].tolist() == ref.history(u, n - offset, protocol.history_len)
+            assert task.users["hist_item_id"][row].tolist() == ref.history(
+                u, n - offset, protocol.history_len
+            )
         if not protocol.mask_seen:
             assert task.exclude is None
             continue
@@ -279,7 +299,9 @@ log_rows = st.lists(
 )
 def test_from_interactions_vs_reference(rows, as_str, mask_seen, history_len, min_user_events, with_tables):
     interactions = make_data(rows, as_str=as_str, with_tables=with_tables)
-    protocol = Protocol(name="t", mask_seen=mask_seen, history_len=history_len, min_user_events=min_user_events)
+    protocol = Protocol(
+        name="t", mask_seen=mask_seen, history_len=history_len, min_user_events=min_user_events
+    )
     ref = Reference(interactions, min_user_events)
     if not ref.sequences:
         with pytest.raises(DataError, match="min|events"):
@@ -300,8 +322,18 @@ def test_hand_made_log():
     # user 0: ties at t=5 keep file order (items 3 then 1); user 1 has only two events (dropped);
     # item 8 is only user 2's test item, so it is out of vocabulary; user 5's "X" gender never trains.
     rows = [
-        (0, 2, 1), (2, 4, 0), (0, 3, 5), (1, 1, 0), (0, 1, 5), (2, 5, 1), (0, 0, 9), (2, 6, 2),
-        (1, 2, 1), (2, 8, 3), (0, 6, 7), (5, 0, 9),
+        (0, 2, 1),
+        (2, 4, 0),
+        (0, 3, 5),
+        (1, 1, 0),
+        (0, 1, 5),
+        (2, 5, 1),
+        (0, 0, 9),
+        (2, 6, 2),
+        (1, 2, 1),
+        (2, 8, 3),
+        (0, 6, 7),
+        (5, 0, 9),
     ]
     interactions = make_data(rows)
     protocol = Protocol(name="t", history_len=3)
@@ -339,9 +371,16 @@ def test_item_only_in_test_is_oov():
 
 def test_rating_threshold_and_k_core_are_applied_first():
     rows = [
-        (0, 1, 0, 5), (0, 2, 1, 1), (0, 3, 2, 5), (0, 4, 3, 5),
-        (1, 1, 0, 4), (1, 3, 1, 4), (1, 4, 2, 4),
-        (2, 1, 0, 1), (2, 2, 1, 1), (2, 5, 2, 5),
+        (0, 1, 0, 5),
+        (0, 2, 1, 1),
+        (0, 3, 2, 5),
+        (0, 4, 3, 5),
+        (1, 1, 0, 4),
+        (1, 3, 1, 4),
+        (1, 4, 2, 4),
+        (2, 1, 0, 1),
+        (2, 2, 1, 1),
+        (2, 5, 2, 5),
     ]
     interactions = make_data(rows)
     protocol = Protocol(name="t", min_rating=3, item_core=2)
@@ -364,7 +403,9 @@ def test_user_side_column_named_like_item_side_is_renamed():
     rows = [(0, 1, 0), (0, 2, 1), (0, 3, 2), (1, 2, 0), (1, 1, 1), (1, 3, 2)]
     interactions = make_data(rows)
     users = interactions.users.rename(columns={"gender": "cat"})
-    interactions = Interactions(interactions.events, users=users, items=interactions.items, item_multivalue={"genres": "|"})
+    interactions = Interactions(
+        interactions.events, users=users, items=interactions.items, item_multivalue={"genres": "|"}
+    )
     data = MatchData.from_interactions(interactions, get_protocol("loo"))
     assert set(data.schema.user_side) == {"user_cat", "age"}
     assert set(data.schema.item_side) == {"cat", "genres"}
@@ -375,7 +416,10 @@ def test_user_side_column_named_like_item_side_is_renamed():
         raw = data.encoder.vocabs["user_id"].decode(batch["user_id"][row : row + 1].numpy())[0]
         assert batch["user_cat"][row].item() == vocab.index(GENDERS[raw]) + 2
         item_raw = data.encoder.vocabs["item_id"].decode(batch["item_id"][row : row + 1].numpy())[0]
-        assert batch["cat"][row].item() == data.encoder.vocabs["item:cat"].to_json().index(CATS[item_raw - 100]) + 2
+        assert (
+            batch["cat"][row].item()
+            == data.encoder.vocabs["item:cat"].to_json().index(CATS[item_raw - 100]) + 2
+        )
 
 
 # -- TrainBatches -------------------------------------------------------------------------------------------
@@ -383,7 +427,14 @@ def test_user_side_column_named_like_item_side_is_renamed():
 def medium() -> MatchData:
     rng = np.random.default_rng(3)
     n = 1500
-    rows = list(zip(rng.integers(0, 8, n).tolist(), rng.integers(0, 9, n).tolist(), rng.integers(0, 50, n).tolist(), strict=True))
+    rows = list(
+        zip(
+            rng.integers(0, 8, n).tolist(),
+            rng.integers(0, 9, n).tolist(),
+            rng.integers(0, 50, n).tolist(),
+            strict=True,
+        )
+    )
     return MatchData.from_interactions(make_data(rows), Protocol(name="t", history_len=5))
 
 
@@ -434,7 +485,11 @@ def test_train_batches_cover_every_position_once(medium: MatchData):
     assert other[0] != passes[0]
     # no shuffling: positions in order
     plain = recorded_passes(medium, medium.train_batches(100, shuffle=False), 2)
-    assert [p for b in plain[0] for p in b] == medium.train_positions.tolist() == [p for b in plain[1] for p in b]
+    assert (
+        [p for b in plain[0] for p in b]
+        == medium.train_positions.tolist()
+        == [p for b in plain[1] for p in b]
+    )
 
 
 def test_train_batches_bad_size(medium: MatchData):
@@ -458,7 +513,8 @@ def test_sequence_windows_train_every_target_once_with_context(medium: MatchData
     starts, valid = medium.seq_start[medium.valid_positions], medium.valid_positions
     expected = sorted(
         (int(medium.seq_users[p]), int(medium.seq_items[p - 1]), int(medium.seq_items[p]))
-        for s, v in zip(starts.tolist(), valid.tolist(), strict=True) for p in range(s + 1, v)
+        for s, v in zip(starts.tolist(), valid.tolist(), strict=True)
+        for p in range(s + 1, v)
     )
     ends = medium.sequence_windows(length, stride)
     batch = medium.sequence_batch(ends, length, stride)

@@ -47,7 +47,7 @@ def make_batch(n: int = 8, lengths=None, seed: int = 1) -> dict[str, torch.Tenso
     hist = torch.zeros(len(lengths), LENGTH, dtype=torch.long)
     for row, length in enumerate(lengths):
         if length:
-            hist[row, LENGTH - length:] = torch.randperm(ITEMS - 2, generator=g)[:length] + 2
+            hist[row, LENGTH - length :] = torch.randperm(ITEMS - 2, generator=g)[:length] + 2
     n = len(lengths)
     return {
         "user_id": torch.randint(1, USERS, (n,), generator=g),
@@ -180,7 +180,7 @@ def test_recent_history_joins_the_profile():
     batch = make_batch()
     values, mask = model.inputs.sequence(batch)
     profile = model.inputs.profile(batch)
-    torch.testing.assert_close(profile[:, 2 * DIM:], values[:, -3:].mean(dim=1))  # every row has >= 3 items
+    torch.testing.assert_close(profile[:, 2 * DIM :], values[:, -3:].mean(dim=1))  # every row has >= 3 items
     before = model.user_tower(batch)
     with torch.no_grad():
         model.inputs.bank.table("movie_id").weight[0] += 5.0
@@ -192,7 +192,7 @@ def test_history_longer_than_max_length_keeps_the_most_recent():
     batch = make_batch()
     older = torch.randint(2, ITEMS, (8, 6), generator=torch.Generator().manual_seed(3))
     full = batch["hist_movie_id"].clone()
-    full[:, : LENGTH] = torch.where(full == 0, torch.randint(2, ITEMS, full.shape), full)  # a full window
+    full[:, :LENGTH] = torch.where(full == 0, torch.randint(2, ITEMS, full.shape), full)  # a full window
     long = dict(batch, hist_movie_id=torch.cat([older, full], dim=1))
     torch.testing.assert_close(model.user_tower(long), model.user_tower(dict(batch, hist_movie_id=full)))
 
@@ -210,7 +210,9 @@ def test_inference_is_deterministic_and_survives_save_load(tmp_path):
     loaded = load_model(tmp_path / "m").eval()
     assert isinstance(loaded, MIND) and loaded.power == model.power
     torch.testing.assert_close(loaded.user_tower(batch), first, rtol=0, atol=0)
-    torch.testing.assert_close(loaded.item_vectors(batch["movie_id"]), model.item_vectors(batch["movie_id"]), rtol=0, atol=0)
+    torch.testing.assert_close(
+        loaded.item_vectors(batch["movie_id"]), model.item_vectors(batch["movie_id"]), rtol=0, atol=0
+    )
     # The seed's torch.save(state_dict) round trip restores the routing's initial logits too.
     torch.save(model.state_dict(), tmp_path / "model.pth")
     other = make_model(seed=123).eval()
@@ -287,15 +289,25 @@ def test_select_interest_gradient_flows():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize("mode, negatives", [(0, "uniform"), (1, "uniform"), (2, "inbatch"), (2, "mixed"), (2, "uniform")])
+@pytest.mark.parametrize(
+    "mode, negatives", [(0, "uniform"), (1, "uniform"), (2, "inbatch"), (2, "mixed"), (2, "uniform")]
+)
 def test_each_mode_lowers_the_loss_on_a_fixed_batch(mode, negatives):
     from zoo.train.trainer import MatchTrainer
 
     model = make_model(temperature=0.2)
     batch = make_batch(n=32, lengths=[LENGTH - (i % 6) for i in range(32)])
     trainer = MatchTrainer(
-        model, mode=mode, negatives=negatives, num_negatives=8, optimizer_params={"lr": 0.01}, n_epoch=1,
-        model_path=None, seed=0, verbose=False, item_counts=np.ones(ITEMS),
+        model,
+        mode=mode,
+        negatives=negatives,
+        num_negatives=8,
+        optimizer_params={"lr": 0.01},
+        n_epoch=1,
+        model_path=None,
+        seed=0,
+        verbose=False,
+        item_counts=np.ones(ITEMS),
     )
     model.remember_items(batch)
 
@@ -333,10 +345,17 @@ SYNTHETIC = {"users": 500, "items": 200, "categories": 10, "mean_length": 20, "s
 def test_pipeline_beats_popularity_and_hnsw_merges_interests():
     from zoo.pipeline import RunConfig, run
 
-    report = run(RunConfig(
-        model="mind", retriever="hnsw", device="cpu", epochs=3, save=False, dataset_options=dict(SYNTHETIC),
-        params={"embed_dim": 16, "batch_size": 128},
-    ))
+    report = run(
+        RunConfig(
+            model="mind",
+            retriever="hnsw",
+            device="cpu",
+            epochs=3,
+            save=False,
+            dataset_options=dict(SYNTHETIC),
+            params={"embed_dim": 16, "batch_size": 128},
+        )
+    )
     exact, popularity = report.metrics["exact"], report.metrics["popularity"]
     assert exact["hitrate@10"] > 1.5 * popularity["hitrate@10"]
     assert exact["hitrate@50"] > popularity["hitrate@50"]
@@ -363,7 +382,7 @@ def test_seed_tutorial_mind_section(tmp_path, movielens_csv):
     from zoo.retrieval.merge import query_interests
     from zoo.train import MatchTrainer
 
-    assert FacadeMIND is MIND
+    assert issubclass(FacadeMIND, MIND) and FacadeMIND.spec.name == "mind"  # the class bound to its spec
     df = pd.read_csv(movielens_csv)
     df["cate_id"] = df["genres"].str.split("|").str[0]
     for feature in ["user_id", "movie_id", "gender", "age", "occupation", "zip", "cate_id"]:
@@ -378,7 +397,9 @@ def test_seed_tutorial_mind_section(tmp_path, movielens_csv):
         SparseFeature("occupation", vocab_size=25, embed_dim=16),
     ]
     user_features += [
-        SequenceFeature("hist_movie_id", vocab_size=item_num, embed_dim=16, pooling="mean", shared_with="movie_id")
+        SequenceFeature(
+            "hist_movie_id", vocab_size=item_num, embed_dim=16, pooling="mean", shared_with="movie_id"
+        )
     ]
     item_features = [
         SparseFeature("movie_id", vocab_size=item_num, embed_dim=16),
@@ -391,14 +412,27 @@ def test_seed_tutorial_mind_section(tmp_path, movielens_csv):
     user_profile = df[["user_id", "gender", "age", "occupation"]].drop_duplicates("user_id")
     item_profile = df[["movie_id", "cate_id"]].drop_duplicates("movie_id").sort_values("movie_id")
     df_train, df_test = generate_seq_feature_match(
-        df, "user_id", "movie_id", time_col="timestamp", item_attribute_cols=[], sample_method=1, mode=2, neg_ratio=5,
-        min_item=0, seed=0,
+        df,
+        "user_id",
+        "movie_id",
+        time_col="timestamp",
+        item_attribute_cols=[],
+        sample_method=1,
+        mode=2,
+        neg_ratio=5,
+        min_item=0,
+        seed=0,
     )
     x_train = gen_model_input(df_train, user_profile, "user_id", item_profile, "movie_id", seq_max_len=50)
     x_test = gen_model_input(df_test, user_profile, "user_id", item_profile, "movie_id", seq_max_len=50)
     assert x_train["neg_items"].shape[1] == 5
-    all_item = {"movie_id": item_profile["movie_id"].to_numpy(), "cate_id": item_profile["cate_id"].to_numpy()}
-    train_dl, test_dl, item_dl = MatchDataGenerator(x=x_train, seed=0).generate_dataloader(x_test, all_item, batch_size=256)
+    all_item = {
+        "movie_id": item_profile["movie_id"].to_numpy(),
+        "cate_id": item_profile["cate_id"].to_numpy(),
+    }
+    train_dl, test_dl, item_dl = MatchDataGenerator(x=x_train, seed=0).generate_dataloader(
+        x_test, all_item, batch_size=256
+    )
 
     # 多兴趣模型 (MIND), as written
     torch.manual_seed(0)
@@ -442,12 +476,24 @@ def test_seed_tutorial_mind_section(tmp_path, movielens_csv):
     assert set(merged[0].tolist()) <= set(per_interest.reshape(-1).tolist())
     top50, _ = query_interests(index, user_embeddings, topk=50)
     hits = ranking_metrics(top50, x_test["movie_id"], ks=(50,))["hitrate@50"]
-    counts = df_train[df_train["label"] == 1]["movie_id"].value_counts() if "label" in df_train else df_train["movie_id"].value_counts()
+    counts = (
+        df_train[df_train["label"] == 1]["movie_id"].value_counts()
+        if "label" in df_train
+        else df_train["movie_id"].value_counts()
+    )
     pop_top = np.tile(counts.index.to_numpy()[:50], (len(x_test["movie_id"]), 1))
     assert hits > ranking_metrics(pop_top, x_test["movie_id"], ks=(50,))["hitrate@50"]
 
     # 模型保存与加载
     torch.save(model.state_dict(), tmp_path / "model.pth")
-    reloaded = MIND(user_features, history_features, item_features, neg_item_feature, max_length=50, temperature=1.0, interest_num=4)
+    reloaded = MIND(
+        user_features,
+        history_features,
+        item_features,
+        neg_item_feature,
+        max_length=50,
+        temperature=1.0,
+        interest_num=4,
+    )
     reloaded.load_state_dict(torch.load(tmp_path / "model.pth"))
     torch.testing.assert_close(trainer.inference_embedding(reloaded, "user", test_dl), user_embeddings)

@@ -20,7 +20,9 @@ from zoo.plugins import LOADED, PluginManager
 
 pytest_plugins = ["zoo.testing.plugin"]
 
-pytest.importorskip("mlflow", reason="MLflow is not installed (pip install ./examples/zoo-mlflow pulls mlflow-skinny)")
+pytest.importorskip(
+    "mlflow", reason="MLflow is not installed (pip install ./examples/zoo-mlflow pulls mlflow-skinny)"
+)
 zoo_mlflow = pytest.importorskip(
     "zoo_mlflow", reason="the example plugin is not installed: pip install ./examples/zoo-mlflow"
 )
@@ -28,8 +30,21 @@ from zoo_mlflow.sink import list_runs, store, tracking_uri  # noqa: E402
 
 TINY = {"users": 150, "items": 60, "categories": 6, "mean_length": 12, "seed": 1}
 TINY_ARGS = [
-    "--epochs", "2", "--device", "cpu", "--param", "data.users=150", "--param", "data.items=60",
-    "--param", "data.mean_length=12", "--param", "embed_dim=8", "--param", "dims=16,8", "--quiet",
+    "--epochs",
+    "2",
+    "--device",
+    "cpu",
+    "--param",
+    "data.users=150",
+    "--param",
+    "data.items=60",
+    "--param",
+    "data.mean_length=12",
+    "--param",
+    "embed_dim=8",
+    "--param",
+    "dims=16,8",
+    "--quiet",
 ]
 
 
@@ -43,20 +58,30 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def tiny_run(registry, out: Path | None) -> object:
     config = RunConfig(
-        model="dssm", retriever="exact", device="cpu", epochs=2, dataset_options=dict(TINY),
-        params={"embed_dim": 8, "dims": [16, 8]}, out=str(out) if out else None, save=out is not None,
+        model="dssm",
+        retriever="exact",
+        device="cpu",
+        epochs=2,
+        dataset_options=dict(TINY),
+        params={"embed_dim": 8, "dims": [16, 8]},
+        out=str(out) if out else None,
+        save=out is not None,
     )
     return run(config, registry=registry)
 
 
 def test_hook_module_stays_light() -> None:
-    code = "import sys, zoo_mlflow; print(sorted(m for m in ('mlflow', 'torch', 'typer') if m in sys.modules))"
+    code = (
+        "import sys, zoo_mlflow; print(sorted(m for m in ('mlflow', 'torch', 'typer') if m in sys.modules))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 
 
-def test_a_run_shows_up_in_the_store(register_plugin, zoo_registry, mlflow_store: Path, tmp_path: Path) -> None:
+def test_a_run_shows_up_in_the_store(
+    register_plugin, zoo_registry, mlflow_store: Path, tmp_path: Path
+) -> None:
     with register_plugin(zoo_mlflow, name="mlflow", dist="zoo-mlflow") as record:
         assert sorted(record.hooks) == ["zoo_register_commands", "zoo_run_finished"]
         report = tiny_run(zoo_registry, tmp_path / "run")
@@ -77,7 +102,9 @@ def test_a_run_shows_up_in_the_store(register_plugin, zoo_registry, mlflow_store
         assert [m.step for m in history] == [e["epoch"] for e in report.training["history"]]
         artifacts = {a.path for a in client.list_artifacts(logged["run_id"])}
         assert {"run.json", "model", "index"} <= artifacts
-        assert "weights.safetensors" in {Path(a.path).name for a in client.list_artifacts(logged["run_id"], "model")}
+        assert "weights.safetensors" in {
+            Path(a.path).name for a in client.list_artifacts(logged["run_id"], "model")
+        }
         tags = client.get_run(logged["run_id"]).data.tags
     assert tags["zoo.run_dir"] == str((tmp_path / "run").resolve())
     assert "MLFLOW_ALLOW_FILE_STORE" not in os.environ  # allowed only while the plugin logs
@@ -91,7 +118,9 @@ def test_run_without_a_directory_logs_the_report(register_plugin, zoo_registry, 
         assert [a.path for a in client.list_artifacts(logged["run_id"])] == ["run.json"]
 
 
-def test_a_logging_failure_is_one_warning_line(register_plugin, zoo_registry, tmp_path: Path, monkeypatch) -> None:
+def test_a_logging_failure_is_one_warning_line(
+    register_plugin, zoo_registry, tmp_path: Path, monkeypatch
+) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the store should be")
     monkeypatch.setenv("ZOO_MLFLOW_URI", str(blocker / "mlruns"))
@@ -106,7 +135,9 @@ def test_zoo_mlflow_command(register_plugin, zoo_cli, mlflow_store: Path, tmp_pa
     other = tmp_path / "other-store"
     with register_plugin(zoo_mlflow, name="mlflow"):
         assert "mlflow" in zoo_cli("--help").stdout
-        result = zoo_cli("mlflow", "--mlflow-uri", other, "run", "dssm", *TINY_ARGS, "--out", tmp_path / "run")
+        result = zoo_cli(
+            "mlflow", "--mlflow-uri", other, "run", "dssm", *TINY_ARGS, "--out", tmp_path / "run"
+        )
         assert result.exit_code == 0, result.output
         assert "mlflow: logged run" in result.stderr
         listed = zoo_cli("mlflow", "--mlflow-uri", other, "runs", "--json")

@@ -22,7 +22,9 @@ TUNING: dict[str, dict[str, Any]] = {
     "comirec-sa": _MULTI_INTEREST,
     "comirec-dr": _MULTI_INTEREST,
     "sasrec": {"quality_params": {"epochs": 8, "patience": 2}},
-    "gru4rec": {"quality_params": {"epochs": 8, "patience": 2, "batch_size": 64}},  # preset batch is for ML-1M
+    "gru4rec": {
+        "quality_params": {"epochs": 8, "patience": 2, "batch_size": 64}
+    },  # preset batch is for ML-1M
 }
 
 
@@ -52,7 +54,9 @@ globals().update(_conformance_classes())
 
 
 def test_every_builtin_model_is_checked() -> None:
-    generated = {cls.model_name.partition(":")[2] for name, cls in globals().items() if name.startswith("TestModel_")}
+    generated = {
+        cls.model_name.partition(":")[2] for name, cls in globals().items() if name.startswith("TestModel_")
+    }
     assert "dssm" in generated
 
 

@@ -36,7 +36,13 @@ def histogram(ids: torch.Tensor, size: int) -> list[int]:
 
 # -- uniform ----------------------------------------------------------------------------------------------
 @settings(max_examples=40, deadline=None)
-@given(low=st.integers(0, 5), span=st.integers(1, 30), rows=st.integers(0, 20), n=st.integers(0, 10), seed=st.integers(0, 99))
+@given(
+    low=st.integers(0, 5),
+    span=st.integers(1, 30),
+    rows=st.integers(0, 20),
+    n=st.integers(0, 10),
+    seed=st.integers(0, 99),
+)
 def test_uniform_range_and_shape(low, span, rows, n, seed):
     sampler = UniformSampler(low, low + span)
     pos = torch.full((rows,), low, dtype=torch.long)
@@ -94,7 +100,9 @@ def test_popularity_frequencies(alpha):
 def test_popularity_wrong_exponent_is_detectable():
     """The chi-square bound above separates alpha 0.75 from alpha 1.0 (the test can fail)."""
     counts = [0, 0, 50, 20, 5, 1, 0, 10, 2]
-    draws = PopularitySampler(torch.tensor(counts), alpha=0.75).sample(torch.zeros(6000, dtype=torch.long), 5, torch.Generator().manual_seed(1))
+    draws = PopularitySampler(torch.tensor(counts), alpha=0.75).sample(
+        torch.zeros(6000, dtype=torch.long), 5, torch.Generator().manual_seed(1)
+    )
     observed = histogram(draws, len(counts))
     wrong = [p * draws.numel() for p in slow_popularity(counts, 1.0)]
     assert chi_square(observed, wrong) > 100

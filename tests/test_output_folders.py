@@ -16,8 +16,23 @@ from zoo.errors import UsageError
 from zoo.folders import check_bench_folder, check_run_folder
 from zoo_cli.main import build_app
 
-SMALL = ["--param", "data.users=120", "--param", "data.items=60", "--param", "data.categories=4",
-         "--param", "embed_dim=8", "--param", "dims=16,8", "--epochs", "1", "--device", "cpu", "--quiet"]
+SMALL = [
+    "--param",
+    "data.users=120",
+    "--param",
+    "data.items=60",
+    "--param",
+    "data.categories=4",
+    "--param",
+    "embed_dim=8",
+    "--param",
+    "dims=16,8",
+    "--epochs",
+    "1",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 
 
 def invoke(*args: str):
@@ -58,11 +73,26 @@ def test_run_refuses_a_folder_that_is_not_a_run(user_folder):
 def test_run_refuses_the_folder_that_holds_its_input_csv(tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
-    rows = ["user_id,item_id,timestamp"] + [f"{u},{(u * 7 + i) % 40 + 1},{i}" for u in range(1, 41) for i in range(8)]
+    rows = ["user_id,item_id,timestamp"] + [
+        f"{u},{(u * 7 + i) % 40 + 1},{i}" for u in range(1, 41) for i in range(8)
+    ]
     (folder / "log.csv").write_text("\n".join(rows) + "\n")
     before = snapshot(folder)
-    result = invoke("run", "dssm", "--dataset", "csv", "--data", str(folder / "log.csv"), "--out", str(folder),
-                    "--epochs", "1", "--device", "cpu", "--quiet")
+    result = invoke(
+        "run",
+        "dssm",
+        "--dataset",
+        "csv",
+        "--data",
+        str(folder / "log.csv"),
+        "--out",
+        str(folder),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+    )
     assert result.exit_code == 2
     assert "log.csv" in one_line_error(result)
     assert snapshot(folder) == before
@@ -144,7 +174,9 @@ def test_a_run_with_extra_user_files_needs_force(tmp_path):
 
 def test_bench_refuses_a_folder_that_is_not_a_bench(user_folder):
     before = snapshot(user_folder)
-    result = invoke("bench", "dssm", "--retriever", "exact", "--out", str(user_folder), "--epochs", "1", "--device", "cpu")
+    result = invoke(
+        "bench", "dssm", "--retriever", "exact", "--out", str(user_folder), "--epochs", "1", "--device", "cpu"
+    )
     assert result.exit_code == 2
     assert "not a recall-zoo bench" in one_line_error(result)
     assert snapshot(user_folder) == before
@@ -159,3 +191,116 @@ def test_bench_folder_checks(tmp_path):
     (previous / "bench.json").write_text("{}")
     check_bench_folder(previous)  # a previous bench resumes
     check_bench_folder(tmp_path / "new")
+
+
+# -- one writer per folder, crash-safe commits (issue "Nothing lost", item 2) ---------------------------
+def test_a_second_writer_of_the_same_folder_stops_at_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    args = [
+        sys.executable,
+        "-m",
+        "zoo_cli.main",
+        "run",
+        "dssm",
+        *SMALL[:-1],
+        "--epochs",
+        "3",
+        "--out",
+        str(out),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lock = tmp_path / ".run.lock"
+    deadline = time.monotonic() + 60
+    while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert first.poll() is None, first.communicate()
+    second = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    assert second.returncode == 2
+    assert "another recall-zoo process is writing this folder" in second.stderr
+    assert "Traceback" not in second.stderr
+    stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    assert (out / "run.json").is_file()
+
+
+CHILD = r"""
+import sys
+from pathlib import Path
+from zoo.folders import writer_lock
+from zoo.io import atomic_dir, commit_dir
+target = Path(sys.argv[1])
+version = 0
+with writer_lock(target):
+    while True:
+        version += 1
+        tmp = atomic_dir(target)
+        for name in ("a", "b", "c"):
+            (tmp / name).write_text(str(version) * 2000)
+        commit_dir(tmp, target)
+        print(version, flush=True)
+"""
+
+
+def test_a_kill_at_any_point_leaves_the_old_or_the_new_folder(tmp_path):
+    """A child commits new versions of one folder in a loop; it is SIGKILLed at random moments. After
+    each kill (and the next writer's clean-up) the folder is complete and consistent, and no
+    temporary or backup folder is left beside it."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from zoo.folders import writer_lock
+
+    target = tmp_path / "run"
+    rng = random.Random(0)
+    for _ in range(12):
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(target)], stdout=subprocess.PIPE, text=True
+        )
+        assert child.stdout.readline().strip()  # at least one commit finished
+        time.sleep(rng.uniform(0.0, 0.05))
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        with writer_lock(target):  # the next writer cleans up
+            contents = {p.name: p.read_text() for p in target.iterdir()}
+        assert sorted(contents) == ["a", "b", "c"]
+        assert len(set(contents.values())) == 1, "files of two versions mixed"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_leftovers_are_cleaned_and_a_lone_backup_is_restored(tmp_path):
+    from zoo.io import clean_leftovers
+
+    target = tmp_path / "run"
+    (tmp_path / ".run.old-4242").mkdir()
+    (tmp_path / ".run.old-4242" / "run.json").write_text("{}")
+    (tmp_path / ".run.tmp-abc123").mkdir()
+    (tmp_path / ".run.other.tmp-abc123").mkdir()  # a tmp of the folder "run.other": not ours to touch
+    clean_leftovers(target)
+    assert (target / "run.json").read_text() == "{}"  # killed between the two renames: the old run is back
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.other.tmp-abc123", "run"]
+
+
+def test_run_folders_follow_the_umask(tmp_path):
+    """Folders and files of a run get an ordinary mkdir's and open's permissions (0755/0644 under the
+    usual umask 022), not the private 0700/0600 of temporary files (issue "Nothing lost", item 7)."""
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        out = tmp_path / "run"
+        assert invoke("run", "dssm", *SMALL, "--out", str(out)).exit_code == 0
+    finally:
+        os.umask(previous)
+    modes = {p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")]}
+    assert {path: oct(mode) for path, mode in modes.items() if mode not in (0o755, 0o644)} == {}
+    assert modes["."] == 0o755 and modes["run.json"] == 0o644 and modes["model/weights.safetensors"] == 0o644

@@ -10,17 +10,23 @@ import torch
 
 from zoo import hookimpl
 from zoo.errors import DeviceError, UnknownNameError, UsageError
-from zoo.pipeline import RunConfig, parse_param_value, parse_params, run
+from zoo.pipeline import RunConfig, run
 from zoo.plugins import PluginManager
 from zoo.registry import Registry
+from zoo_cli.params import parse_param_value, parse_params
 
 SMALL = {"users": 300, "items": 120, "categories": 6, "mean_length": 18, "seed": 7}
 
 
 def small_config(tmp_path, **changes) -> RunConfig:
     base = dict(
-        model="dssm", retriever="hnsw", dataset_options=dict(SMALL), epochs=2, device="cpu",
-        params={"embed_dim": 8, "dims": [16, 8]}, out=str(tmp_path / "run"),
+        model="dssm",
+        retriever="hnsw",
+        dataset_options=dict(SMALL),
+        epochs=2,
+        device="cpu",
+        params={"embed_dim": 8, "dims": [16, 8]},
+        out=str(tmp_path / "run"),
     )
     base.update(changes)
     return RunConfig(**base)
@@ -30,12 +36,24 @@ def test_run_writes_a_complete_run_directory(tmp_path):
     report = run(small_config(tmp_path))
     run_dir = tmp_path / "run"
     assert report.run_dir == str(run_dir)
-    for name in ("run.json", "model/model.json", "model/weights.safetensors", "model/vocab.json", "index/index.json"):
+    for name in (
+        "run.json",
+        "model/model.json",
+        "model/weights.safetensors",
+        "model/vocab.json",
+        "index/index.json",
+    ):
         assert (run_dir / name).is_file(), name
     saved = json.loads((run_dir / "run.json").read_text())
     assert saved["metrics"]["exact"]["hitrate@10"] == report.metrics["exact"]["hitrate@10"]
     for evaluator in ("exact", "retriever", "popularity"):
-        assert set(report.metrics[evaluator]) >= {"hitrate@10", "ndcg@50", "mrr@10", "recall@50", "precision@10"}
+        assert set(report.metrics[evaluator]) >= {
+            "hitrate@10",
+            "ndcg@50",
+            "mrr@10",
+            "recall@50",
+            "precision@10",
+        }
     card = report.protocol
     assert card["protocol"] == "loo" and "masking" in card and "split" in card and "candidates" in card
     assert card["dataset"] == "synthetic"
@@ -79,7 +97,11 @@ def test_same_seed_same_metrics_and_weights(tmp_path):
 
 def test_dssm_clearly_beats_popularity_on_synthetic(tmp_path):
     config = RunConfig(
-        model="dssm", retriever="exact", device="cpu", epochs=6, save=False,
+        model="dssm",
+        retriever="exact",
+        device="cpu",
+        epochs=6,
+        save=False,
         dataset_options={"users": 800, "items": 300, "categories": 12, "mean_length": 20, "seed": 3},
     )
     report = run(config)
@@ -162,7 +184,9 @@ def test_param_parsing():
     model, retriever, data, protocol = parse_params(
         ["temperature=0.1", "retriever.ef=128", "data.users=50", "model.dims=32,16", "protocol.min_rating=4"]
     )
-    assert model == {"temperature": 0.1, "dims": [32, 16]} and retriever == {"ef": 128} and data == {"users": 50}
+    assert (
+        model == {"temperature": 0.1, "dims": [32, 16]} and retriever == {"ef": 128} and data == {"users": 50}
+    )
     assert protocol == {"min_rating": 4}
     with pytest.raises(UsageError, match="key=value"):
         parse_params(["temperature"])

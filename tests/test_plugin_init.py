@@ -94,8 +94,12 @@ def test_rendered_package_is_complete(kind: str) -> None:
     rendered = render_files(names)
     module = names.module
     expected = {
-        "pyproject.toml", "README.md", ".gitignore", f"src/{module}/__init__.py",
-        f"src/{module}/{IMPLEMENTATION[kind]}", f"tests/test_{module}.py",
+        "pyproject.toml",
+        "README.md",
+        ".gitignore",
+        f"src/{module}/__init__.py",
+        f"src/{module}/{IMPLEMENTATION[kind]}",
+        f"tests/test_{module}.py",
     }
     assert {p.as_posix() for p in rendered} == expected
     for path, text in rendered.items():
@@ -113,6 +117,15 @@ def test_rendered_package_is_complete(kind: str) -> None:
     assert names.dist in readme and f"--kind {kind}" in readme
     hooks = rendered[Path(f"src/{module}/__init__.py")]
     assert "import torch" not in hooks and "import numpy" not in hooks and "import pandas" not in hooks
+
+
+def test_templates_show_how_to_ship_a_grid_and_an_archive() -> None:
+    retriever = render_files(PluginNames.from_name("my-index", "retriever"))[
+        Path("src/zoo_my_index/__init__.py")
+    ]
+    assert '"query": {"chunk_size": [256, 1024, 4096]},' in retriever and "bench_grid=BENCH_GRID" in retriever
+    dataset = render_files(PluginNames.from_name("my-data", "dataset"))[Path("src/zoo_my_data/__init__.py")]
+    assert "# archive=Archive(" in dataset and "from zoo.data.archive import Archive" in dataset
 
 
 def test_cli_writes_the_package(tmp_path: Path) -> None:
@@ -144,7 +157,9 @@ def fake_install(package: Path, site: Path) -> None:
     ``.dist-info`` with the pyproject's name, version, requirements and entry points."""
     project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
     Site(site).install(
-        project["name"], project["entry-points"]["recall_zoo"], version=project["version"],
+        project["name"],
+        project["entry-points"]["recall_zoo"],
+        version=project["version"],
         requires=tuple(project["dependencies"]),
     )
 
@@ -177,11 +192,34 @@ def test_installed_retriever_is_listed_and_runs(installed, tmp_path: Path) -> No
     listed = invoke("retrievers", "--json")
     assert listed.exit_code == 0, listed.output
     (entry,) = [r for r in json.loads(listed.stdout) if r["name"] == "my-index"]
-    assert (entry["dist"], entry["available"], entry["query_params"]) == ("zoo-my-index", True, {"chunk_size": 1024})
+    assert (entry["dist"], entry["available"], entry["query_params"]) == (
+        "zoo-my-index",
+        True,
+        {"chunk_size": 1024},
+    )
     result = invoke(
-        "run", "dssm", "--retriever", "my-index", "--epochs", "1", "--device", "cpu", "--param", "data.users=150",
-        "--param", "data.items=60", "--param", "data.mean_length=12", "--param", "embed_dim=8", "--param", "dims=16,8",
-        "--format", "json", "--out", tmp_path / "run",
+        "run",
+        "dssm",
+        "--retriever",
+        "my-index",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--param",
+        "data.users=150",
+        "--param",
+        "data.items=60",
+        "--param",
+        "data.mean_length=12",
+        "--param",
+        "embed_dim=8",
+        "--param",
+        "dims=16,8",
+        "--format",
+        "json",
+        "--out",
+        tmp_path / "run",
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -201,14 +239,18 @@ def test_installed_model_and_dataset_are_listed(installed) -> None:
     assert plugins["my-model"]["status"] == plugins["my-data"]["status"] == "loaded"
 
 
-def test_package_needing_another_recall_zoo_is_incompatible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_package_needing_another_recall_zoo_is_incompatible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target, _, _ = create_package("my-index", "retriever", tmp_path)
     pyproject = target / "pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace(zoo_requirement(), "recall-zoo>=99"))
     fake_install(target, tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     records = PluginManager(env={"ZOO_LOAD_PLUGINS": "zoo-my-index"}).records
-    (record,) = [r for r in records if r.name == "my-index" and r.target == "zoo_my_index" and r.status != "skipped"]
+    (record,) = [
+        r for r in records if r.name == "my-index" and r.target == "zoo_my_index" and r.status != "skipped"
+    ]
     assert record.status == "incompatible" and "recall-zoo>=99" in record.reason
 
 
@@ -229,7 +271,9 @@ def test_generated_tests_pass(pytester: pytest.Pytester, kind: str) -> None:
 
     target, names, _ = create_package(f"my-{kind}", kind, pytester.path)
     pytester.chdir()
-    result = pytester.runpytest_inprocess(str(target), "-q", "-p", "no:cacheprovider", "--rootdir", str(target))
+    result = pytester.runpytest_inprocess(
+        str(target), "-q", "-p", "no:cacheprovider", "--rootdir", str(target)
+    )
     outcomes = result.parseoutcomes()
     assert result.ret == 0, result.stdout.str()[-3000:]
     assert outcomes.get("passed", 0) >= 5 and not outcomes.get("failed")

@@ -467,10 +467,12 @@ def core_app() -> typer.Typer:
 
 
 def test_register_commands_refuses_core_names_and_keeps_new_ones() -> None:
+    from zoo_cli.plugin_commands import register_plugin_commands
+
     app = core_app()
     manager = memory_manager(("cmds", Commands()), ("broken", RaisingCommands()))
     warnings: list[str] = []
-    manager.register_commands(app, ("models", "doctor", "data"), on_warning=warnings.append)
+    register_plugin_commands(app, manager, ("models", "doctor", "data"), on_warning=warnings.append)
     assert "warning: plugin cmds tried to replace core command 'zoo models'; ignored" in warnings
     assert "warning: plugin cmds tried to replace core command 'zoo data'; ignored" in warnings
     broken = [w for w in warnings if "broken" in w]

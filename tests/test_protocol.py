@@ -60,18 +60,44 @@ event_rows = st.lists(
 def test_presets():
     assert set(PROTOCOLS) == {"loo", "deepmatch", "recbole-seq", "sasrec"}
     loo = get_protocol("loo")
-    assert (loo.min_rating, loo.user_core, loo.item_core, loo.mask_seen, loo.history_len, loo.min_user_events) == (
-        None, 0, 0, True, 50, 3,
+    assert (
+        loo.min_rating,
+        loo.user_core,
+        loo.item_core,
+        loo.mask_seen,
+        loo.history_len,
+        loo.min_user_events,
+    ) == (
+        None,
+        0,
+        0,
+        True,
+        50,
+        3,
     )
     deepmatch = get_protocol("deepmatch")
     assert deepmatch.mask_seen is False and deepmatch.min_rating is None and deepmatch.user_core == 0
     recbole = get_protocol("recbole-seq")
-    assert (recbole.min_rating, recbole.user_core, recbole.item_core, recbole.mask_seen, recbole.history_len) == (
-        3, 10, 10, False, 50,
+    assert (
+        recbole.min_rating,
+        recbole.user_core,
+        recbole.item_core,
+        recbole.mask_seen,
+        recbole.history_len,
+    ) == (
+        3,
+        10,
+        10,
+        False,
+        50,
     )
     sasrec = get_protocol("sasrec")
     assert (sasrec.min_rating, sasrec.user_core, sasrec.item_core, sasrec.mask_seen, sasrec.history_len) == (
-        None, 5, 5, True, 200,  # SASRec+'s evaluation filters the user's earlier items
+        None,
+        5,
+        5,
+        True,
+        200,  # SASRec+'s evaluation filters the user's earlier items
     )
     for name, protocol in PROTOCOLS.items():
         assert protocol.name == name
@@ -160,10 +186,15 @@ def test_everything_filtered_is_a_data_error():
 def test_k_core_needs_several_rounds():
     # user 3's only other item (20) dies with user 2, which only has one event; then user 3 drops below 2
     rows = [
-        (1, 10, 0, 5), (1, 11, 1, 5), (1, 12, 2, 5),
-        (4, 10, 0, 5), (4, 11, 1, 5), (4, 12, 2, 5),
+        (1, 10, 0, 5),
+        (1, 11, 1, 5),
+        (1, 12, 2, 5),
+        (4, 10, 0, 5),
+        (4, 11, 1, 5),
+        (4, 12, 2, 5),
         (2, 20, 0, 5),
-        (3, 20, 0, 5), (3, 10, 1, 5),
+        (3, 20, 0, 5),
+        (3, 10, 1, 5),
     ]
     events, removed = Protocol(user_core=2, item_core=2).filter_events(make_interactions(rows))
     assert sorted(events.index) == slow_filter(rows, None, 2, 2) == [0, 1, 2, 3, 4, 5]
@@ -277,10 +308,17 @@ def test_float32_time_order_differs_from_exact_order():
     base = 997_454_400  # a multiple of 64, exactly representable in float32
     # file order: item 1 at base + 20 s, then item 2 at base + 1 s; float32 rounds both to base (64-s steps)
     rows = [(0, 1, base + 20, 5), (0, 2, base + 1, 5), (0, 3, base + 600, 5), (0, 4, base + 1200, 5)]
-    rows += [(1, 3, base, 5), (1, 4, base + 600, 5), (1, 1, base + 1200, 5), (1, 2, base + 1800, 5)]  # 3, 4 in training
+    rows += [
+        (1, 3, base, 5),
+        (1, 4, base + 600, 5),
+        (1, 1, base + 1200, 5),
+        (1, 2, base + 1800, 5),
+    ]  # 3, 4 in training
     orders = {}
     for precision in ("float64", "float32"):
-        data = MatchData.from_interactions(make_interactions(rows), Protocol(name="t", time_precision=precision))
+        data = MatchData.from_interactions(
+            make_interactions(rows), Protocol(name="t", time_precision=precision)
+        )
         items = data.encoder.vocabs["item_id"].decode(data.seq_items.numpy()[:4])
         orders[precision] = [int(i) for i in items]
     assert orders == {"float64": [2, 1, 3, 4], "float32": [1, 2, 3, 4]}

@@ -21,8 +21,22 @@ def quality():
 
 def test_quality_benchmark_writes_results(quality, ml1m_dir, tmp_path, capsys):
     out = tmp_path / "q"
-    args = ["--models", "dssm", "--data", str(ml1m_dir), "--device", "cpu", "--out", str(out),
-            "--param", "dssm:epochs=1", "--param", "dssm:embed_dim=8", "--param", "dssm:dims=16,8"]
+    args = [
+        "--models",
+        "dssm",
+        "--data",
+        str(ml1m_dir),
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--param",
+        "dssm:epochs=1",
+        "--param",
+        "dssm:embed_dim=8",
+        "--param",
+        "dssm:dims=16,8",
+    ]
     assert quality.main(args) == 0
     results = json.loads((out / "results.json").read_text())
     (row,) = results["results"]
@@ -37,8 +51,24 @@ def test_quality_benchmark_writes_results(quality, ml1m_dir, tmp_path, capsys):
 
 def test_quality_benchmark_time_limit_is_applied_and_shown(quality, ml1m_dir, tmp_path, capsys):
     out = tmp_path / "q"
-    args = ["--models", "dssm", "--data", str(ml1m_dir), "--device", "cpu", "--out", str(out), "--time-limit", "1e-6",
-            "--param", "dssm:epochs=3", "--param", "dssm:embed_dim=8", "--param", "dssm:dims=16,8"]
+    args = [
+        "--models",
+        "dssm",
+        "--data",
+        str(ml1m_dir),
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--time-limit",
+        "1e-6",
+        "--param",
+        "dssm:epochs=3",
+        "--param",
+        "dssm:embed_dim=8",
+        "--param",
+        "dssm:dims=16,8",
+    ]
     assert quality.main(args) == 0
     (row,) = json.loads((out / "results.json").read_text())["results"]
     assert row["training"]["epochs_run"] == 1 and row["training"]["stopped"] == "time_limit"
@@ -48,8 +78,20 @@ def test_quality_benchmark_time_limit_is_applied_and_shown(quality, ml1m_dir, tm
 
 def test_quality_benchmark_imports_rows_from_another_machine(quality, ml1m_dir, tmp_path):
     elsewhere = tmp_path / "gpu"
-    args = ["--models", "dssm", "--data", str(ml1m_dir), "--device", "cpu", "--param", "dssm:epochs=1",
-            "--param", "dssm:embed_dim=8", "--param", "dssm:dims=16,8"]
+    args = [
+        "--models",
+        "dssm",
+        "--data",
+        str(ml1m_dir),
+        "--device",
+        "cpu",
+        "--param",
+        "dssm:epochs=1",
+        "--param",
+        "dssm:embed_dim=8",
+        "--param",
+        "dssm:dims=16,8",
+    ]
     assert quality.main([*args, "--out", str(elsewhere)]) == 0
     payload = json.loads((elsewhere / "results.json").read_text())
     payload["machine"] = {**payload["machine"], "gpu": "Test GPU", "cuda": "12.0"}
@@ -58,16 +100,46 @@ def test_quality_benchmark_imports_rows_from_another_machine(quality, ml1m_dir, 
         row["device"] = "cuda"
     (elsewhere / "results.json").write_text(json.dumps(payload))
     here = tmp_path / "here"
-    assert quality.main(["--models", "dssm", "--data", str(ml1m_dir), "--out", str(here),
-                         "--import", str(elsewhere / "results.json")]) == 0
+    assert (
+        quality.main(
+            [
+                "--models",
+                "dssm",
+                "--data",
+                str(ml1m_dir),
+                "--out",
+                str(here),
+                "--import",
+                str(elsewhere / "results.json"),
+            ]
+        )
+        == 0
+    )
     (row,) = json.loads((here / "results.json").read_text())["results"]
     assert row["machine"]["gpu"] == "Test GPU" and "--out" in row["command"]
     table = (here / "results.md").read_text()
-    assert "| cuda [1] |" in table and "[1] `python benchmarks/quality.py" in table and "Test GPU (CUDA 12.0)" in table
+    assert (
+        "| cuda [1] |" in table
+        and "[1] `python benchmarks/quality.py" in table
+        and "Test GPU (CUDA 12.0)" in table
+    )
     with pytest.raises(SystemExit, match="--import"):
-        quality.main(["--models", "dssm", "--data", str(ml1m_dir), "--out", str(here), "--import", str(tmp_path / "nope.json")])
+        quality.main(
+            [
+                "--models",
+                "dssm",
+                "--data",
+                str(ml1m_dir),
+                "--out",
+                str(here),
+                "--import",
+                str(tmp_path / "nope.json"),
+            ]
+        )
 
 
 def test_quality_benchmark_rejects_unknown_models(quality, ml1m_dir, tmp_path):
     assert quality.main(["--models", "nosuch", "--data", str(ml1m_dir), "--out", str(tmp_path)]) == 2
-    assert quality.main(["--models", "dssm", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 3
+    assert (
+        quality.main(["--models", "dssm", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 3
+    )

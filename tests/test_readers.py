@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from zoo.data.interactions import Interactions
-from zoo.data.locate import shared_movielens_dir
+from zoo.data.locate import env_data_dir
 from zoo.data.readers import (
     ML100K_GENRES,
     read_interactions,
@@ -168,7 +168,8 @@ def ml100k(tmp_path: Path) -> Path:
     write(
         folder / "u.item",
         f"242|Kolya (1996)|24-Jan-1997||http://us.imdb.com/M/title-exact?Kolya%20(1996)|{_flags('Comedy')}\n"
-        f"302|L.A. Confidential (1997)|01-Jan-1997||http://x|{_flags('Crime', 'Film-Noir', 'Mystery', 'Thriller')}\n"
+        f"302|L.A. Confidential (1997)|01-Jan-1997||http://x|"
+        f"{_flags('Crime', 'Film-Noir', 'Mystery', 'Thriller')}\n"
         f"303|unknown|||http://x|{_flags('unknown')}\n",
         "latin-1",
     )
@@ -235,7 +236,8 @@ def mlsmall(tmp_path: Path) -> Path:
     )
     write(
         folder / "movies.csv",
-        'movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n3,"Grumpier Old Men, The (1995)",Comedy\n'
+        "movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n"
+        '3,"Grumpier Old Men, The (1995)",Comedy\n'
         "5,Some Film,(no genres listed)\n",
     )
     return folder
@@ -401,8 +403,11 @@ def test_read_interactions_parquet_without_pyarrow(tmp_path: Path, monkeypatch: 
 # --------------------------------------------------------------------------------------------
 # Real data (../shared/data/movielens), skipped where absent
 # --------------------------------------------------------------------------------------------
+SHARED_MOVIELENS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "movielens"
+
+
 def _real(name: str) -> Path:
-    root = shared_movielens_dir()
+    root = env_data_dir() or (SHARED_MOVIELENS if SHARED_MOVIELENS.is_dir() else None)
     if root is None or not (root / name).is_dir():
         pytest.skip(
             f"real MovieLens data not found: set ZOO_DATA_DIR or provide ../shared/data/movielens/{name}"

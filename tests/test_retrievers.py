@@ -32,8 +32,12 @@ from zoo_plugins.hnsw.retriever import HnswRetriever  # noqa: E402
 
 HAS_ANNOY = importlib.util.find_spec("annoy") is not None
 HAS_FAISS = importlib.util.find_spec("faiss") is not None
-needs_annoy = pytest.mark.skipif(not HAS_ANNOY, reason='annoy not installed (pip install "recall-zoo[annoy]")')
-needs_faiss = pytest.mark.skipif(not HAS_FAISS, reason='faiss not installed (pip install "recall-zoo[faiss]")')
+needs_annoy = pytest.mark.skipif(
+    not HAS_ANNOY, reason='annoy not installed (pip install "recall-zoo[annoy]")'
+)
+needs_faiss = pytest.mark.skipif(
+    not HAS_FAISS, reason='faiss not installed (pip install "recall-zoo[faiss]")'
+)
 
 
 def clustered(n: int, dim: int, seed: int, clusters: int = 100, rank: int = 12) -> np.ndarray:
@@ -182,7 +186,11 @@ def test_every_builtin_retriever_has_a_conformance_class() -> None:
         for cls in globals().values()
         if isinstance(cls, type) and issubclass(cls, RetrieverConformance) and cls.retriever_name
     }
-    builtin = {s.name for s in default_registry().specs("retriever") if s.plugin in ("exact", "hnsw", "annoy", "faiss")}
+    builtin = {
+        s.name
+        for s in default_registry().specs("retriever")
+        if s.plugin in ("exact", "hnsw", "annoy", "faiss")
+    }
     assert builtin <= covered, f"add a RetrieverConformance subclass for {sorted(builtin - covered)}"
 
 
@@ -416,7 +424,9 @@ def test_hnsw_deterministic_single_thread_build() -> None:
     np.testing.assert_array_equal(first[1], second[1])
 
 
-def test_hnsw_all_cores_reach_hnswlib_as_a_positive_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hnsw_all_cores_reach_hnswlib_as_a_positive_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """num_threads=-1 must mean every core: hnswlib 0.8 runs a batch on one thread when its default is -1."""
     import zoo.retrieval.threads as threads_module
 
@@ -600,7 +610,9 @@ def test_mips_to_l2_preserves_inner_product_ranking() -> None:
     by_distance = np.argsort(distances, axis=1, kind="stable")[:, :10]
     truth, _ = brute_force_topk(items, queries, 10)
     assert recall_at_k(by_distance, truth) >= 0.99
-    assert transform.covers(items) and not transform.covers(items[:1] * 2 * transform.max_norm / np.linalg.norm(items[0]))
+    assert transform.covers(items) and not transform.covers(
+        items[:1] * 2 * transform.max_norm / np.linalg.norm(items[0])
+    )
 
 
 def test_rescore_orders_dedups_and_pads() -> None:
@@ -668,7 +680,9 @@ def test_annoy_search_k_changes_answers_without_rebuild(tmp_path: Path) -> None:
     assert high > low and high >= 0.9
     loaded = type(retriever).load(retriever.save(tmp_path / "index"))
     assert loaded.query_params == {"search_k": 4000}
-    assert loaded.memory_bytes() and loaded.memory_bytes() >= (tmp_path / "index" / "annoy.ann").stat().st_size
+    assert (
+        loaded.memory_bytes() and loaded.memory_bytes() >= (tmp_path / "index" / "annoy.ann").stat().st_size
+    )
 
 
 @needs_annoy
@@ -753,7 +767,14 @@ def test_faiss_small_catalogue_falls_back_to_flat(tmp_path: Path) -> None:
 def test_faiss_bad_factory_string_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="factory"):
         create_retriever("faiss", index="NotAnIndex42").fit(make_vectors(100, 8, 51))
-    for bad in ({"index": ""}, {"mips": "dot"}, {"rescore": "sometimes"}, {"nprobe": 0}, {"efSearch": -1}, {"k_factor": 0}):
+    for bad in (
+        {"index": ""},
+        {"mips": "dot"},
+        {"rescore": "sometimes"},
+        {"nprobe": 0},
+        {"efSearch": -1},
+        {"k_factor": 0},
+    ):
         with pytest.raises(UsageError):
             create_retriever("faiss", **bad)
 
@@ -778,11 +799,15 @@ def test_faiss_nprobe_and_efsearch_change_answers_without_rebuild() -> None:
 def test_faiss_pq_scores_are_exact_when_rescored_and_approximate_otherwise() -> None:
     items = clustered(3000, 16, 54)
     queries = clustered(50, 16, 55)
-    exact_scores = lambda ids: np.take_along_axis(queries.astype(np.float64) @ items.T.astype(np.float64), ids, 1)  # noqa: E731
+    exact_scores = lambda ids: np.take_along_axis(
+        queries.astype(np.float64) @ items.T.astype(np.float64), ids, 1
+    )  # noqa: E731
     rescored = create_retriever("faiss", index="IVF-PQ", nprobe=16, k_factor=4, num_threads=1).fit(items)
     ids, scores = rescored.query(queries, 10)
     np.testing.assert_allclose(scores, exact_scores(ids), rtol=1e-4, atol=1e-3)
-    approximate = create_retriever("faiss", index="IVF-PQ", nprobe=16, rescore=False, num_threads=1).fit(items)
+    approximate = create_retriever("faiss", index="IVF-PQ", nprobe=16, rescore=False, num_threads=1).fit(
+        items
+    )
     ids, scores = approximate.query(queries, 10)
     assert (np.diff(scores, axis=1) <= 0).all() and not np.allclose(scores, exact_scores(ids), rtol=1e-4)
     assert approximate.memory_bytes() < rescored.memory_bytes()
@@ -818,3 +843,39 @@ def test_exact_batches_run_on_threads_and_restore_the_torch_setting() -> None:
             assert seen == [3]
     finally:
         torch.set_num_threads(previous)
+
+
+# -- class-name aliases (zoo.retrieval.Annoy...) come from the plugins' specs ------------------------
+def test_retrieval_aliases_come_from_the_specs() -> None:
+    import zoo.retrieval
+    from zoo import hookimpl, testing
+    from zoo.retrieval import backend_names
+    from zoo.specs import RetrieverSpec
+
+    assert backend_names() == {
+        "Annoy": "annoy", "Exact": "exact", "Faiss": "faiss", "Hnsw": "hnsw", "HNSW": "hnsw"
+    }  # fmt: skip
+    assert zoo.retrieval.Exact is ExactRetriever
+    with pytest.raises(AttributeError):
+        zoo.retrieval.Nothing  # noqa: B018
+    with pytest.raises(AttributeError):
+        zoo.retrieval.exact  # noqa: B018 - aliases are class names, never registry names
+
+    class ThirdParty:
+        @hookimpl
+        def zoo_register_retrievers(self) -> list[RetrieverSpec]:
+            return [RetrieverSpec(name="brute", factory=lambda **kw: ExactRetriever, aliases=("Brute",))]
+
+    with testing.register_plugin(ThirdParty(), "brute-plugin"):
+        assert backend_names()["Brute"] == "brute"
+        assert zoo.retrieval.Brute is not None
+
+    class Clash:
+        @hookimpl
+        def zoo_register_retrievers(self) -> list[RetrieverSpec]:
+            return [RetrieverSpec(name="other", factory="x:y", aliases=("Hnsw",))]
+
+    with testing.register_plugin(Clash(), "clash-plugin"), pytest.raises(PluginError, match="claimed by"):
+        zoo.retrieval.Hnsw  # noqa: B018
+    with pytest.raises(PluginError, match="class names"):
+        RetrieverSpec(name="bad", factory="x:y", aliases=("not_a_class",))

@@ -88,7 +88,9 @@ def test_padding_is_masked_in_attention():
         alone = {"hist_movie_id": items[items != 0].unsqueeze(0), "user_id": batch["user_id"][row : row + 1]}
         torch.testing.assert_close(model.user_tower(alone)[0], before[row], atol=1e-5, rtol=1e-5)
     # More left padding: the same outputs at the real positions.
-    longer = dict(batch, hist_movie_id=torch.cat([torch.zeros(6, 3, dtype=torch.long), batch["hist_movie_id"]], 1))
+    longer = dict(
+        batch, hist_movie_id=torch.cat([torch.zeros(6, 3, dtype=torch.long), batch["hist_movie_id"]], 1)
+    )
     after, _ = model.sequence_outputs(longer)
     torch.testing.assert_close(after[:, 3:][mask], outputs_before[mask], atol=1e-5, rtol=1e-5)
 
@@ -110,7 +112,9 @@ def test_user_vector_depends_on_the_order_of_the_history():
     batch = make_batch()
     reordered = batch["hist_movie_id"].clone()
     reordered[0] = batch["hist_movie_id"][0].flip(0)
-    assert not torch.allclose(model.user_tower(dict(batch, hist_movie_id=reordered))[0], model.user_tower(batch)[0])
+    assert not torch.allclose(
+        model.user_tower(dict(batch, hist_movie_id=reordered))[0], model.user_tower(batch)[0]
+    )
 
 
 def test_outputs_are_causal():
@@ -162,7 +166,9 @@ def test_train_outputs_on_windows_give_one_row_per_target(data):
 
 def test_full_softmax_is_cross_entropy_over_every_position(data):
     model = from_data(data, temperature=0.5).eval()
-    trainer = MatchTrainer(model, mode=2, negatives="full", item_counts=data.item_counts, model_path=None, verbose=False)
+    trainer = MatchTrainer(
+        model, mode=2, negatives="full", item_counts=data.item_counts, model_path=None, verbose=False
+    )
     batch = data.sequence_batch(data.sequence_windows()[:8])
     with torch.no_grad():
         users, mask = model.sequence_outputs(batch)
@@ -173,12 +179,21 @@ def test_full_softmax_is_cross_entropy_over_every_position(data):
         assert float(trainer.compute_loss(batch)) == pytest.approx(float(expected), rel=1e-5)
 
 
-@pytest.mark.parametrize("negatives, extra", [("full", {}), ("shared", {"num_negatives": 32}), ("uniform", {"num_negatives": 16})])
+@pytest.mark.parametrize(
+    "negatives, extra", [("full", {}), ("shared", {"num_negatives": 32}), ("uniform", {"num_negatives": 16})]
+)
 def test_each_loss_lowers_the_loss_on_a_fixed_batch(data, negatives, extra):
     model = from_data(data)
     trainer = MatchTrainer(
-        model, mode=2, negatives=negatives, optimizer_params={"lr": 0.01}, item_counts=data.item_counts,
-        model_path=None, seed=0, verbose=False, **extra,
+        model,
+        mode=2,
+        negatives=negatives,
+        optimizer_params={"lr": 0.01},
+        item_counts=data.item_counts,
+        model_path=None,
+        seed=0,
+        verbose=False,
+        **extra,
     )
     batch = data.sequence_batch(data.sequence_windows()[:32])
 
@@ -207,7 +222,9 @@ def test_save_load_round_trip_gives_identical_vectors(tmp_path):
     assert isinstance(loaded, SASRec) and isinstance(loaded, RecallModel)
     loaded.eval()
     torch.testing.assert_close(loaded.user_tower(batch), model.user_tower(batch), rtol=0, atol=0)
-    torch.testing.assert_close(loaded.item_vectors(batch["movie_id"]), model.item_vectors(batch["movie_id"]), rtol=0, atol=0)
+    torch.testing.assert_close(
+        loaded.item_vectors(batch["movie_id"]), model.item_vectors(batch["movie_id"]), rtol=0, atol=0
+    )
     assert loaded.encoder.max_length == 10
 
 
@@ -241,10 +258,11 @@ def test_preset_and_registry():
     from zoo.models import SASRec as Facade
     from zoo.registry import default_registry
 
-    assert Facade is SASRec
     spec = default_registry().model("sasrec")
-    assert spec.family == "sequential" and spec.train_modes == (2,)
-    assert spec.defaults["negatives"] == "full" and spec.defaults["valid_metric"] == "hitrate@10"
+    assert issubclass(Facade, SASRec) and Facade.spec == spec
+    assert (spec.family, spec.train_modes, spec.training_data) == ("sequential", (2,), "sequences")
+    trainer = spec.trainer_defaults
+    assert (trainer["negatives"], trainer["valid_metric"]) == ("full", "hitrate@10")
 
 
 def test_zoo_run_beats_popularity_on_synthetic():
@@ -252,7 +270,11 @@ def test_zoo_run_beats_popularity_on_synthetic():
 
     report = run(
         RunConfig(
-            model="sasrec", retriever="exact", device="cpu", epochs=3, save=False,
+            model="sasrec",
+            retriever="exact",
+            device="cpu",
+            epochs=3,
+            save=False,
             dataset_options={"users": 300, "items": 120, "categories": 6, "mean_length": 18, "seed": 7},
             params={"batch_size": 16, "lr": 0.005},
         )

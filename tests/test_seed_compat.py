@@ -105,7 +105,9 @@ def make_log(rows, attrs: bool = True) -> pd.DataFrame:
 
 
 log_rows = st.lists(
-    st.tuples(st.integers(1, 6), st.integers(1, 8), st.integers(0, 3), st.integers(0, 4)), min_size=1, max_size=40
+    st.tuples(st.integers(1, 6), st.integers(1, 8), st.integers(0, 3), st.integers(0, 4)),
+    min_size=1,
+    max_size=40,
 )
 
 
@@ -124,7 +126,14 @@ def test_generate_vs_slow_port(rows, mode, neg_ratio, min_item, sample_method, w
         neg_ratio = 1
     data = make_log(rows)
     attrs = ["cate_id"] if with_attr else []
-    kwargs = dict(item_attribute_cols=attrs, sample_method=sample_method, mode=mode, neg_ratio=neg_ratio, min_item=min_item, seed=5)
+    kwargs = dict(
+        item_attribute_cols=attrs,
+        sample_method=sample_method,
+        mode=mode,
+        neg_ratio=neg_ratio,
+        min_item=min_item,
+        seed=5,
+    )
     catalogue = set(data["movie_id"])
     if neg_ratio > 0 and len(catalogue) < 2:
         with pytest.raises(DataError, match="two distinct items"):
@@ -132,7 +141,14 @@ def test_generate_vs_slow_port(rows, mode, neg_ratio, min_item, sample_method, w
         return
     train, test = generate_seq_feature_match(data, "user_id", "movie_id", "timestamp", **kwargs)
     ref_train, ref_test = slow_samples(data, "user_id", "movie_id", "timestamp", attrs, min_item)
-    base = ["user_id", "movie_id", "hist_movie_id", "histlen_movie_id", *[f"hist_{a}" for a in attrs], "timestamp"]
+    base = [
+        "user_id",
+        "movie_id",
+        "hist_movie_id",
+        "histlen_movie_id",
+        *[f"hist_{a}" for a in attrs],
+        "timestamp",
+    ]
     last = "label" if mode == 0 else "neg_items"
     assert list(test.columns) == [*base, "label"]
     assert list(train.columns) == [*base, last]
@@ -155,7 +171,9 @@ def test_generate_vs_slow_port(rows, mode, neg_ratio, min_item, sample_method, w
             assert row[-2] != positive_of[row[:-2]] and row[-2] in catalogue
     elif mode == 1:
         assert len(train) == neg_ratio * len(ref_train)
-        assert Counter((row[:-2], row[-2]) for row in got) == Counter({(k, i): neg_ratio for k, i in positive_of.items()})
+        assert Counter((row[:-2], row[-2]) for row in got) == Counter(
+            {(k, i): neg_ratio for k, i in positive_of.items()}
+        )
         for row in got:
             assert row[-1] != row[-2] and row[-1] in catalogue
     else:
@@ -167,8 +185,12 @@ def test_generate_vs_slow_port(rows, mode, neg_ratio, min_item, sample_method, w
 
 
 def test_hand_made_point_wise():
-    data = make_log([(1, 10, 3, 0), (2, 11, 1, 1), (1, 12, 1, 2), (1, 13, 1, 3), (2, 12, 0, 1), (3, 10, 0, 0)])
-    train, test = generate_seq_feature_match(data, "user_id", "movie_id", "timestamp", ["cate_id"], min_item=0, seed=0)
+    data = make_log(
+        [(1, 10, 3, 0), (2, 11, 1, 1), (1, 12, 1, 2), (1, 13, 1, 3), (2, 12, 0, 1), (3, 10, 0, 0)]
+    )
+    train, test = generate_seq_feature_match(
+        data, "user_id", "movie_id", "timestamp", ["cate_id"], min_item=0, seed=0
+    )
     # user 1 in time order (ties at t=1 in file order): 12, 13, 10; user 2: 12, 11; user 3: one event, no sample
     cols = ["user_id", "movie_id", "hist_movie_id", "histlen_movie_id", "hist_cate_id", "timestamp", "label"]
     assert sorted(rows_of(train, cols)) == [(1, 13, (12,), 1, (2,), 1, 1)]
@@ -179,14 +201,30 @@ def test_hand_made_point_wise():
 
 
 @settings(max_examples=40, deadline=None)
-@given(rows=st.lists(st.tuples(st.integers(1, 4), st.sampled_from([7, 9]), st.integers(0, 2), st.just(0)), min_size=2, max_size=25),
-       mode=st.sampled_from([0, 1, 2]), neg_ratio=st.integers(1, 4), sample_method=st.sampled_from([0, 1, 2, 3]))
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(1, 4), st.sampled_from([7, 9]), st.integers(0, 2), st.just(0)),
+        min_size=2,
+        max_size=25,
+    ),
+    mode=st.sampled_from([0, 1, 2]),
+    neg_ratio=st.integers(1, 4),
+    sample_method=st.sampled_from([0, 1, 2, 3]),
+)
 def test_negatives_never_equal_positive_tiny_catalogue(rows, mode, neg_ratio, sample_method):
     data = make_log(rows, attrs=False)
     if data["movie_id"].nunique() < 2:
         return
-    train, _ = generate_seq_feature_match(data, "user_id", "movie_id", "timestamp", sample_method=sample_method,
-                                          mode=mode, neg_ratio=neg_ratio, seed=1)
+    train, _ = generate_seq_feature_match(
+        data,
+        "user_id",
+        "movie_id",
+        "timestamp",
+        sample_method=sample_method,
+        mode=mode,
+        neg_ratio=neg_ratio,
+        seed=1,
+    )
     for r in range(len(train)):
         item = train["movie_id"].iloc[r]
         if mode == 0:
@@ -203,7 +241,17 @@ def frames_equal(a: pd.DataFrame, b: pd.DataFrame) -> bool:
 
 def test_seeded_reproducible():
     rng = np.random.default_rng(0)
-    data = make_log(list(zip(rng.integers(0, 30, 600), rng.integers(0, 50, 600), rng.integers(0, 100, 600), rng.integers(0, 5, 600), strict=True)))
+    data = make_log(
+        list(
+            zip(
+                rng.integers(0, 30, 600),
+                rng.integers(0, 50, 600),
+                rng.integers(0, 100, 600),
+                rng.integers(0, 5, 600),
+                strict=True,
+            )
+        )
+    )
     for mode in (0, 1, 2):
         args = ("user_id", "movie_id", "timestamp", ["cate_id"], 1, mode, 3)
         a_train, a_test = generate_seq_feature_match(data, *args, seed=42)
@@ -296,8 +344,21 @@ def test_generated_negatives_follow_popularity():
     rng = np.random.default_rng(9)
     n_rows = 4000
     items_drawn = rng.choice(6, size=n_rows, p=[0.4, 0.25, 0.15, 0.1, 0.06, 0.04])
-    data = make_log(list(zip(rng.integers(0, 200, n_rows), items_drawn, rng.integers(0, 1000, n_rows), np.zeros(n_rows, int), strict=True)), attrs=False)
-    train, _ = generate_seq_feature_match(data, "user_id", "movie_id", "timestamp", sample_method=1, mode=1, neg_ratio=2, seed=3)
+    data = make_log(
+        list(
+            zip(
+                rng.integers(0, 200, n_rows),
+                items_drawn,
+                rng.integers(0, 1000, n_rows),
+                np.zeros(n_rows, int),
+                strict=True,
+            )
+        ),
+        attrs=False,
+    )
+    train, _ = generate_seq_feature_match(
+        data, "user_id", "movie_id", "timestamp", sample_method=1, mode=1, neg_ratio=2, seed=3
+    )
     counts = Counter(data["movie_id"])
     catalogue = sorted(counts)
     probs = slow_probabilities([counts[i] for i in catalogue], 1)
@@ -348,7 +409,11 @@ def test_pad_sequences_vs_reference(seqs, maxlen, padding, truncating, value, co
 def test_pad_sequences_hand_made():
     seqs = [[1, 2, 3, 4], [5], []]
     assert pad_sequences(seqs, maxlen=3).tolist() == [[2, 3, 4], [0, 0, 5], [0, 0, 0]]
-    assert pad_sequences(seqs, maxlen=3, padding="post", truncating="post").tolist() == [[1, 2, 3], [5, 0, 0], [0, 0, 0]]
+    assert pad_sequences(seqs, maxlen=3, padding="post", truncating="post").tolist() == [
+        [1, 2, 3],
+        [5, 0, 0],
+        [0, 0, 0],
+    ]
     assert pad_sequences(seqs).tolist() == [[1, 2, 3, 4], [0, 0, 0, 5], [0, 0, 0, 0]]
     assert pad_sequences([[], []]).shape == (2, 0)
     assert pad_sequences([]).shape == (0, 0)
@@ -375,7 +440,9 @@ def test_df_to_dict():
 
 
 def profiles():
-    users = pd.DataFrame({"user_id": [1, 2, 3, 4, 5, 6], "gender": [1, 2, 1, 2, 1, 2], "age": [3, 4, 5, 6, 7, 8]})
+    users = pd.DataFrame(
+        {"user_id": [1, 2, 3, 4, 5, 6], "gender": [1, 2, 1, 2, 1, 2], "age": [3, 4, 5, 6, 7, 8]}
+    )
     items = pd.DataFrame({"movie_id": list(range(1, 9)), "cate": [9, 8, 7, 6, 5, 4, 3, 2]})
     return users, items
 
@@ -383,14 +450,35 @@ def profiles():
 @pytest.mark.parametrize("mode", [0, 1, 2])
 def test_gen_model_input(mode):
     rng = np.random.default_rng(mode)
-    data = make_log(list(zip(rng.integers(1, 7, 120), rng.integers(1, 9, 120), rng.integers(0, 30, 120), rng.integers(0, 3, 120), strict=True)))
-    train, test = generate_seq_feature_match(data, "user_id", "movie_id", "timestamp", ["cate_id"], mode=mode, neg_ratio=2, seed=0)
+    data = make_log(
+        list(
+            zip(
+                rng.integers(1, 7, 120),
+                rng.integers(1, 9, 120),
+                rng.integers(0, 30, 120),
+                rng.integers(0, 3, 120),
+                strict=True,
+            )
+        )
+    )
+    train, test = generate_seq_feature_match(
+        data, "user_id", "movie_id", "timestamp", ["cate_id"], mode=mode, neg_ratio=2, seed=0
+    )
     users, items = profiles()
     gender = dict(zip(users["user_id"], users["gender"], strict=True))
     cate = dict(zip(items["movie_id"], items["cate"], strict=True))
     for frame in (train, test):
         for maxlen, padding, truncating in ((4, "pre", "pre"), (6, "post", "post")):
-            x = gen_model_input(frame, users, "user_id", items, "movie_id", seq_max_len=maxlen, padding=padding, truncating=truncating)
+            x = gen_model_input(
+                frame,
+                users,
+                "user_id",
+                items,
+                "movie_id",
+                seq_max_len=maxlen,
+                padding=padding,
+                truncating=truncating,
+            )
             n = len(frame)
             assert set(x) == set(frame.columns) | {"gender", "age", "cate"}
             for col, values in x.items():
@@ -440,7 +528,9 @@ def test_match_data_generator_batches():
     }
     items = {"movie_id": np.arange(1, 12), "cate": np.arange(11) % 3}
     test_users = {"user_id": np.arange(1, 30), "hist_movie_id": rng.integers(0, 9, (29, 4))}
-    train_dl, test_dl, item_dl = MatchDataGenerator(x=x, y=x["label"], seed=4).generate_dataloader(test_users, items, batch_size=16)
+    train_dl, test_dl, item_dl = MatchDataGenerator(x=x, y=x["label"], seed=4).generate_dataloader(
+        test_users, items, batch_size=16
+    )
     assert len(train_dl) == math.ceil(n / 16) and len(test_dl) == 2 and len(item_dl) == 1
 
     passes = [collect(train_dl) for _ in range(3)]
@@ -460,28 +550,47 @@ def test_match_data_generator_batches():
     orders = [torch.cat([b["row"] for b in batches]).tolist() for batches in passes]
     assert orders[0] != list(range(n)) and orders[0] != orders[1] != orders[2]
     # same seed replays, other seed differs
-    again, _, _ = MatchDataGenerator(x=x, y=x["label"], seed=4).generate_dataloader(test_users, items, batch_size=16)
+    again, _, _ = MatchDataGenerator(x=x, y=x["label"], seed=4).generate_dataloader(
+        test_users, items, batch_size=16
+    )
     assert [torch.cat([b["row"] for b in collect(again)]).tolist() for _ in range(3)] == orders
-    other, _, _ = MatchDataGenerator(x=x, y=x["label"], seed=5).generate_dataloader(test_users, items, batch_size=16)
+    other, _, _ = MatchDataGenerator(x=x, y=x["label"], seed=5).generate_dataloader(
+        test_users, items, batch_size=16
+    )
     assert torch.cat([b["row"] for b in collect(other)]).tolist() != orders[0]
     # test and item loaders: in order, not shuffled, no labels
     test_batches = collect(test_dl)
     assert torch.cat([b["user_id"] for b in test_batches]).tolist() == list(range(1, 30))
     assert all("label" not in b for b in test_batches)
     item_batches = collect(item_dl)
-    assert item_batches[0]["movie_id"].tolist() == list(range(1, 12)) and item_batches[0]["cate"].tolist() == (np.arange(11) % 3).tolist()
+    assert (
+        item_batches[0]["movie_id"].tolist() == list(range(1, 12))
+        and item_batches[0]["cate"].tolist() == (np.arange(11) % 3).tolist()
+    )
 
 
 def test_match_data_generator_from_seed_pipeline():
     rng = np.random.default_rng(1)
-    data = make_log(list(zip(rng.integers(1, 7, 200), rng.integers(1, 9, 200), rng.integers(0, 60, 200), rng.integers(0, 3, 200), strict=True)))
-    train, test = generate_seq_feature_match(data, "user_id", "movie_id", "timestamp", ["cate_id"], mode=0, neg_ratio=3, seed=0)
+    data = make_log(
+        list(
+            zip(
+                rng.integers(1, 7, 200),
+                rng.integers(1, 9, 200),
+                rng.integers(0, 60, 200),
+                rng.integers(0, 3, 200),
+                strict=True,
+            )
+        )
+    )
+    train, test = generate_seq_feature_match(
+        data, "user_id", "movie_id", "timestamp", ["cate_id"], mode=0, neg_ratio=3, seed=0
+    )
     users, items = profiles()
     x_train = gen_model_input(train, users, "user_id", items, "movie_id", seq_max_len=5)
     x_test = gen_model_input(test, users, "user_id", items, "movie_id", seq_max_len=5)
-    train_dl, test_dl, item_dl = MatchDataGenerator(x=x_train, y=x_train["label"], seed=0).generate_dataloader(
-        x_test, df_to_dict(items), batch_size=32
-    )
+    train_dl, test_dl, item_dl = MatchDataGenerator(
+        x=x_train, y=x_train["label"], seed=0
+    ).generate_dataloader(x_test, df_to_dict(items), batch_size=32)
     batches = collect(train_dl)
     assert sum(b["label"].shape[0] for b in batches) == len(train)
     assert sum(b["label"].sum().item() for b in batches) == (train["label"] == 1).sum()
@@ -492,13 +601,21 @@ def test_match_data_generator_from_seed_pipeline():
 
 def test_loader_errors():
     with pytest.raises(DataError, match="labels"):
-        MatchDataGenerator(x={"a": np.arange(4)}, y=np.arange(3)).generate_dataloader({"a": np.arange(2)}, {"b": np.arange(2)}, 2)
+        MatchDataGenerator(x={"a": np.arange(4)}, y=np.arange(3)).generate_dataloader(
+            {"a": np.arange(2)}, {"b": np.arange(2)}, 2
+        )
     with pytest.raises(UsageError, match="batch_size"):
-        MatchDataGenerator(x={"a": np.arange(4)}).generate_dataloader({"a": np.arange(2)}, {"b": np.arange(2)}, 0)
+        MatchDataGenerator(x={"a": np.arange(4)}).generate_dataloader(
+            {"a": np.arange(2)}, {"b": np.arange(2)}, 0
+        )
     with pytest.raises(DataError, match="different lengths"):
-        MatchDataGenerator(x={"a": np.arange(4), "b": np.arange(3)}).generate_dataloader({"a": np.arange(2)}, {"b": np.arange(2)}, 2)
+        MatchDataGenerator(x={"a": np.arange(4), "b": np.arange(3)}).generate_dataloader(
+            {"a": np.arange(2)}, {"b": np.arange(2)}, 2
+        )
     with pytest.raises(DataError, match="numeric"):
-        MatchDataGenerator(x={"t": np.array(["x", "y"])}).generate_dataloader({"a": np.arange(2)}, {"b": np.arange(2)}, 2)
+        MatchDataGenerator(x={"t": np.array(["x", "y"])}).generate_dataloader(
+            {"a": np.arange(2)}, {"b": np.arange(2)}, 2
+        )
 
 
 def test_loader_does_not_alias_read_only_input():

@@ -47,7 +47,9 @@ def test_seed_tutorial_dssm_path(tmp_path, movielens_csv):
         SparseFeature("occupation", vocab_size=25, embed_dim=16),
     ]
     user_features += [
-        SequenceFeature("hist_movie_id", vocab_size=item_num, embed_dim=16, pooling="mean", shared_with="movie_id")
+        SequenceFeature(
+            "hist_movie_id", vocab_size=item_num, embed_dim=16, pooling="mean", shared_with="movie_id"
+        )
     ]
     item_features = [
         SparseFeature("movie_id", vocab_size=item_num, embed_dim=16),
@@ -57,14 +59,25 @@ def test_seed_tutorial_dssm_path(tmp_path, movielens_csv):
     user_profile = df[["user_id", "gender", "age", "occupation"]].drop_duplicates("user_id")
     item_profile = df[["movie_id", "cate_id"]].drop_duplicates("movie_id").sort_values("movie_id")
     df_train, df_test = generate_seq_feature_match(
-        df, "user_id", "movie_id", time_col="timestamp", item_attribute_cols=[], sample_method=1, mode=0, neg_ratio=3,
-        min_item=0, seed=0,
+        df,
+        "user_id",
+        "movie_id",
+        time_col="timestamp",
+        item_attribute_cols=[],
+        sample_method=1,
+        mode=0,
+        neg_ratio=3,
+        min_item=0,
+        seed=0,
     )
     # Hold out the last training position of each user for validation, as one would in practice.
     x_train = gen_model_input(df_train, user_profile, "user_id", item_profile, "movie_id", seq_max_len=50)
     y_train = x_train["label"]
     x_test = gen_model_input(df_test, user_profile, "user_id", item_profile, "movie_id", seq_max_len=50)
-    all_item = {"movie_id": item_profile["movie_id"].to_numpy(), "cate_id": item_profile["cate_id"].to_numpy()}
+    all_item = {
+        "movie_id": item_profile["movie_id"].to_numpy(),
+        "cate_id": item_profile["cate_id"].to_numpy(),
+    }
 
     dg = MatchDataGenerator(x=x_train, y=y_train, seed=0)
     train_dl, test_dl, item_dl = dg.generate_dataloader(x_test, all_item, batch_size=512)
@@ -115,7 +128,9 @@ def test_seed_tutorial_dssm_path(tmp_path, movielens_csv):
     top, _ = query_excluding(index, user_embeddings, 10, seen)
     model_hits = ranking_metrics(top, x_test["movie_id"], ks=(10,))["hitrate@10"]
     counts = df_train[df_train["label"] == 1]["movie_id"].value_counts()
-    popularity = create_retriever("exact").fit(counts.to_numpy()[:, None].astype(np.float32), ids=counts.index.to_numpy())
+    popularity = create_retriever("exact").fit(
+        counts.to_numpy()[:, None].astype(np.float32), ids=counts.index.to_numpy()
+    )
     pop_top, _ = query_excluding(popularity, np.ones((len(hist), 1), np.float32), 10, seen)
     pop_hits = ranking_metrics(pop_top, x_test["movie_id"], ks=(10,))["hitrate@10"]
     assert model_hits > 1.5 * pop_hits
@@ -123,7 +138,9 @@ def test_seed_tutorial_dssm_path(tmp_path, movielens_csv):
     # 模型保存与加载 (save and load)
     torch.save(model.state_dict(), tmp_path / "model.pth")
     reloaded = DSSM(
-        user_features=user_features, item_features=item_features, temperature=0.02,
+        user_features=user_features,
+        item_features=item_features,
+        temperature=0.02,
         user_params={"dims": [256, 128, 64], "activation": "prelu"},
         item_params={"dims": [256, 128, 64], "activation": "prelu"},
     )
@@ -144,19 +161,29 @@ def test_seed_pairwise_and_listwise_data_train_dssm(mode, movielens_csv):
     for feature in ["user_id", "movie_id"]:
         df[feature] = pd.factorize(df[feature], sort=True)[0] + 1
     item_num = df["movie_id"].max() + 1
-    df_train, df_test = generate_seq_feature_match(df, "user_id", "movie_id", "timestamp", mode=mode, neg_ratio=4, seed=1)
+    df_train, df_test = generate_seq_feature_match(
+        df, "user_id", "movie_id", "timestamp", mode=mode, neg_ratio=4, seed=1
+    )
     users = df[["user_id"]].drop_duplicates()
     items = df[["movie_id"]].drop_duplicates()
     x_train = gen_model_input(df_train, users, "user_id", items, "movie_id", seq_max_len=20)
     x_test = gen_model_input(df_test, users, "user_id", items, "movie_id", seq_max_len=20)
-    train_dl, test_dl, _ = MatchDataGenerator(x=x_train, seed=0).generate_dataloader(x_test, {"movie_id": items["movie_id"].to_numpy()}, 128)
-    model = DSSM(
-        [SparseFeature("user_id", df["user_id"].max() + 1, 8),
-         SequenceFeature("hist_movie_id", item_num, 8, pooling="mean", shared_with="movie_id")],
-        [SparseFeature("movie_id", item_num, 8)],
-        temperature=0.1, user_params={"dims": [16]}, item_params={"dims": [16]},
+    train_dl, test_dl, _ = MatchDataGenerator(x=x_train, seed=0).generate_dataloader(
+        x_test, {"movie_id": items["movie_id"].to_numpy()}, 128
     )
-    trainer = MatchTrainer(model, mode=mode, n_epoch=2, model_path=None, seed=0, verbose=False, optimizer_params={"lr": 0.01})
+    model = DSSM(
+        [
+            SparseFeature("user_id", df["user_id"].max() + 1, 8),
+            SequenceFeature("hist_movie_id", item_num, 8, pooling="mean", shared_with="movie_id"),
+        ],
+        [SparseFeature("movie_id", item_num, 8)],
+        temperature=0.1,
+        user_params={"dims": [16]},
+        item_params={"dims": [16]},
+    )
+    trainer = MatchTrainer(
+        model, mode=mode, n_epoch=2, model_path=None, seed=0, verbose=False, optimizer_params={"lr": 0.01}
+    )
     history = trainer.fit(train_dl)
     assert history[-1]["loss"] < history[0]["loss"]
     assert 0.5 < trainer.evaluate(model, test_dl) <= 1.0

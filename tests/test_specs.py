@@ -245,7 +245,7 @@ def test_specs_are_frozen() -> None:
 @pytest.mark.parametrize(
     ("kind", "field_name"),
     [
-        (ModelSpec, "defaults"),
+        (ModelSpec, "model_defaults"),
         (RetrieverSpec, "build_params"),
         (RetrieverSpec, "query_params"),
         (DatasetSpec, "options"),
@@ -266,22 +266,84 @@ def test_mappings_are_frozen_copies(kind: type[Spec], field_name: str) -> None:
 
 def test_default_mappings_are_empty_and_frozen() -> None:
     spec = ModelSpec(name="m", factory="x:y")
-    assert dict(spec.defaults) == {}
-    with pytest.raises(TypeError):
-        spec.defaults["k"] = 1  # type: ignore[index]
+    for name in ("model_defaults", "trainer_defaults", "data_defaults", "defaults"):
+        assert dict(getattr(spec, name)) == {}
+        with pytest.raises(TypeError):
+            getattr(spec, name)["k"] = 1
+    assert spec.training_data == "samples"
 
 
 def test_with_provider_returns_a_new_spec() -> None:
-    spec = ModelSpec(name="m", factory="x:y", defaults={"lr": 0.1})
+    spec = ModelSpec(name="m", factory="x:y", model_defaults={"dim": 8}, trainer_defaults={"lr": 0.1})
     stamped = spec.with_provider(plugin="plug", dist="some-dist")
     assert (spec.plugin, spec.dist) == ("", "")
     assert (stamped.plugin, stamped.dist) == ("plug", "some-dist")
     assert stamped.qualified_name == "some-dist:m"
     assert spec.qualified_name == "m"
     assert isinstance(stamped, ModelSpec)
-    assert dict(stamped.defaults) == {"lr": 0.1}
+    assert (dict(stamped.model_defaults), dict(stamped.trainer_defaults)) == ({"dim": 8}, {"lr": 0.1})
+    assert dict(stamped.defaults) == {"lr": 0.1, "dim": 8}
     with pytest.raises(TypeError):
-        stamped.defaults["lr"] = 1  # type: ignore[index]
+        stamped.trainer_defaults["lr"] = 1  # type: ignore[index]
+
+
+# -- model presets -------------------------------------------------------------------------------------
+
+
+def test_model_preset_groups_and_merged_view() -> None:
+    spec = ModelSpec(
+        name="m",
+        factory="x:y",
+        family="sequential",
+        train_modes=(1, 2),
+        training_data="sequences",
+        model_defaults={"embed_dim": 16},
+        trainer_defaults={"mode": 2, "epochs": 3},
+        data_defaults={"window_stride": 4},
+    )
+    assert dict(spec.defaults) == {"mode": 2, "epochs": 3, "embed_dim": 16, "window_stride": 4}
+    changed = dataclasses.replace(spec, model_defaults={"embed_dim": 32})  # the merged view follows
+    assert dict(changed.defaults) == {"mode": 2, "epochs": 3, "embed_dim": 32, "window_stride": 4}
+    assert changed != spec and dataclasses.replace(spec) == spec
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"training_data": "windows"}, "training_data"),
+        ({"data_defaults": {"stride": 2}, "training_data": "sequences"}, "accepts window_stride"),
+        ({"data_defaults": {"window_stride": 2}}, "training_data='sequences'"),
+        ({"model_defaults": {"window_stride": 2}, "training_data": "sequences"}, "data_defaults"),
+        ({"trainer_defaults": {"mode": 0}, "train_modes": (1, 2)}, "not one of train_modes"),
+    ],
+)
+def test_bad_model_presets_rejected(fields: dict, message: str) -> None:
+    with pytest.raises(PluginError, match=message):
+        ModelSpec(name="m", factory="x:y", **fields)
+
+
+def test_trainer_defaults_checked_against_trainer_config() -> None:
+    with pytest.raises(PluginError, match="did you mean 'epochs'"):
+        ModelSpec(name="m", factory="x:y", trainer_defaults={"epoch": 3})
+    with pytest.raises(PluginError, match="grad_clip_norm"):
+        ModelSpec(name="m", factory="x:y", trainer_defaults={"grad_clip": 1.0})
+    with pytest.raises(PluginError, match="move them to trainer_defaults"):
+        ModelSpec(name="m", factory="x:y", model_defaults={"lr": 0.1})
+    with pytest.raises(PluginError, match="trainer_defaults"):
+        ModelSpec(name="m", factory="x:y", trainer_defaults={"lr": -1.0})
+
+
+def test_the_old_flat_defaults_field_is_gone() -> None:
+    """One owner per setting: a preset is given in its three groups, never as one flat mapping."""
+    with pytest.raises(TypeError, match="defaults"):
+        ModelSpec(name="m", factory="x:y", defaults={"lr": 0.1})  # type: ignore[call-arg]
+    spec = ModelSpec(name="m", factory="x:y", model_defaults={"dim": 8}, trainer_defaults={"lr": 0.1})
+    assert ModelSpec.split(spec.defaults) == ({"dim": 8}, {"lr": 0.1}, {})
+
+
+def test_load_binds_model_classes_only(lazy_module: str) -> None:
+    spec = ModelSpec(name="lazy", factory=f"{lazy_module}:Thing")
+    assert spec.load() is sys.modules[lazy_module].Thing  # not a RecallModel: returned as is
 
 
 # -- summary -------------------------------------------------------------------------------------------
@@ -295,7 +357,10 @@ def test_summaries_are_json_serialisable() -> None:
             description="a model",
             family="sequential",
             train_modes=(1, 2),
-            defaults={"dims": [64, 32], "lr": 1e-3, "negatives": "inbatch", "bias": None},
+            model_defaults={"dims": [64, 32], "bias": None},
+            trainer_defaults={"mode": 2, "lr": 1e-3, "negatives": "inbatch"},
+            training_data="sequences",
+            data_defaults={"window_stride": 2},
         ).with_provider("p", "d"),
         RetrieverSpec(
             name="r",
@@ -317,7 +382,18 @@ def test_summaries_are_json_serialisable() -> None:
         "available": True,
         "family": "sequential",
         "train_modes": [1, 2],
-        "defaults": {"dims": [64, 32], "lr": 1e-3, "negatives": "inbatch", "bias": None},
+        "training_data": "sequences",
+        "model_defaults": {"dims": [64, 32], "bias": None},
+        "trainer_defaults": {"mode": 2, "lr": 1e-3, "negatives": "inbatch"},
+        "data_defaults": {"window_stride": 2},
+        "defaults": {
+            "mode": 2,
+            "lr": 1e-3,
+            "negatives": "inbatch",
+            "dims": [64, 32],
+            "bias": None,
+            "window_stride": 2,
+        },
     }
     assert retriever["metrics"] == ["ip", "cosine"]
     assert retriever["build_params"] == {"M": 16}

@@ -83,7 +83,9 @@ def test_no_repeated_pairs_increasing_timestamps_and_ratings(default_sim: genera
     assert events["user_id"].is_monotonic_increasing
     same_user = events["user_id"].to_numpy()[1:] == events["user_id"].to_numpy()[:-1]
     assert (np.diff(events["timestamp"].to_numpy())[same_user] > 0).all()
-    assert pd.api.types.is_integer_dtype(events["timestamp"]) and pd.api.types.is_integer_dtype(events["rating"])
+    assert pd.api.types.is_integer_dtype(events["timestamp"]) and pd.api.types.is_integer_dtype(
+        events["rating"]
+    )
     assert events["rating"].between(1, 5).all()
     assert "rating" not in generate(ratings=False, **SMALL).events.columns
 
@@ -131,7 +133,9 @@ def test_registry_loads_the_dataset() -> None:
 
     if "synthetic" not in {ep.name for ep in entry_points(group="recall_zoo")}:
         pytest.skip("recall-zoo is not installed here, so its entry points are not declared")
-    data = Registry(PluginManager()).load_dataset("synthetic", users=40, items=50, categories=5, mean_length=6)
+    data = Registry(PluginManager()).load_dataset(
+        "synthetic", users=40, items=50, categories=5, mean_length=6
+    )
     assert isinstance(data, Interactions) and data.stats()["users"] == 40
 
 
@@ -177,7 +181,9 @@ def test_side_features_predict_interests(default_sim: generator.Simulation) -> N
     fit, held = users.iloc[: len(users) // 2], users.iloc[len(users) // 2 :]
     global_top = set(fit["fav"].value_counts().index[:3])
     segment_top = fit.groupby("segment")["fav"].agg(lambda f: set(f.value_counts().index[:3]))
-    by_segment = np.mean([f in segment_top.get(s, global_top) for s, f in zip(held["segment"], held["fav"], strict=True)])
+    by_segment = np.mean(
+        [f in segment_top.get(s, global_top) for s, f in zip(held["segment"], held["fav"], strict=True)]
+    )
     by_global = np.mean([f in global_top for f in held["fav"]])
     assert by_segment >= 1.2 * by_global
 

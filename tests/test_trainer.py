@@ -33,15 +33,33 @@ def trainer_for(data: MatchData, mode: int, negatives: str = "auto", **kwargs) -
     kwargs.setdefault("optimizer_params", {"lr": 0.01})
     kwargs.setdefault("model_path", None)
     return MatchTrainer(
-        build(data), mode=mode, negatives=negatives, n_epoch=1, item_counts=data.item_counts, seed=0, verbose=False,
+        build(data),
+        mode=mode,
+        negatives=negatives,
+        n_epoch=1,
+        item_counts=data.item_counts,
+        seed=0,
+        verbose=False,
         **kwargs,
     )
 
 
 @pytest.mark.parametrize(
     "mode, negatives",
-    [(0, "uniform"), (0, "popularity"), (0, "shared"), (1, "uniform"), (1, "popularity"), (1, "shared"),
-     (2, "inbatch"), (2, "mixed"), (2, "uniform"), (2, "popularity"), (2, "shared"), (2, "full")],
+    [
+        (0, "uniform"),
+        (0, "popularity"),
+        (0, "shared"),
+        (1, "uniform"),
+        (1, "popularity"),
+        (1, "shared"),
+        (2, "inbatch"),
+        (2, "mixed"),
+        (2, "uniform"),
+        (2, "popularity"),
+        (2, "shared"),
+        (2, "full"),
+    ],
 )
 def test_each_mode_lowers_the_loss_on_a_fixed_batch(data, mode, negatives):
     trainer = trainer_for(data, mode, negatives, num_negatives=16)
@@ -134,8 +152,17 @@ def test_early_stopping_keeps_and_saves_the_best_epoch(data, tmp_path):
     recorder = Recorder()
     # A large learning rate makes the validation metric move around between epochs.
     trainer = MatchTrainer(
-        build(data), mode=2, optimizer_params={"lr": 0.05}, n_epoch=5, earlystop_patience=2, model_path=tmp_path,
-        item_counts=data.item_counts, seed=0, verbose=False, callbacks=[recorder], valid_metric="recall@10",
+        build(data),
+        mode=2,
+        optimizer_params={"lr": 0.05},
+        n_epoch=5,
+        earlystop_patience=2,
+        model_path=tmp_path,
+        item_counts=data.item_counts,
+        seed=0,
+        verbose=False,
+        callbacks=[recorder],
+        valid_metric="recall@10",
     )
     history = trainer.fit(data.train_batches(128, seed=0), data.ranking_task("valid"))
     best = max(recorder.valid)
@@ -152,11 +179,18 @@ def test_early_stopping_keeps_and_saves_the_best_epoch(data, tmp_path):
         torch.testing.assert_close(reloaded.state_dict()[key], value.cpu())
 
 
-def test_patience_stops_training(data):
+def test_patience_stops_training(data, monkeypatch):
+    monkeypatch.setattr(MatchTrainer, "evaluate_ranking", lambda self, task, ks: {self.valid_metric: 0.5})
     recorder = Recorder()
     trainer = MatchTrainer(
-        build(data), mode=2, optimizer_params={"lr": 0.0}, n_epoch=10, earlystop_patience=2, model_path=None,
-        item_counts=data.item_counts, verbose=False, callbacks=[recorder],
+        build(data),
+        mode=2,
+        n_epoch=10,
+        earlystop_patience=2,
+        model_path=None,
+        item_counts=data.item_counts,
+        verbose=False,
+        callbacks=[recorder],
     )
     trainer.fit(data.train_batches(256), data.ranking_task("valid"))
     assert len(recorder.valid) == 3  # first epoch sets the best, then two epochs without improvement
@@ -204,7 +238,8 @@ def test_evaluate_returns_auc_in_every_mode(data, mode):
     mixed["item_id"] = torch.cat([test["item_id"], (test["item_id"] * 7) % (data.schema.item_vocab - 2) + 2])
     mixed["label"] = torch.cat([torch.ones(test["item_id"].shape[0]), torch.zeros(test["item_id"].shape[0])])
     auc_labelled = trainer.evaluate(trainer.model, [mixed])
-    with_negatives = dict(test, neg_items=torch.randint(2, data.schema.item_vocab, (test["item_id"].shape[0], 5)))
+    negatives = torch.randint(2, data.schema.item_vocab, (test["item_id"].shape[0], 5))
+    with_negatives = dict(test, neg_items=negatives)
     auc_negatives = trainer.evaluate(trainer.model, [with_negatives])
     for auc in (auc_positive_only, auc_labelled, auc_negatives):
         assert 0.5 < auc <= 1.0
@@ -243,14 +278,24 @@ def test_regularization_adds_the_l2_penalties(data):
     trainer = trainer_for(data, 2, regularization_params={"embedding_l2": 1e-3, "dense_l2": 1e-2})
     embeddings, dense = trainer.model.regularization_groups()
     with torch.no_grad():
-        expected = 1e-3 * sum(float(p.pow(2).sum()) for p in embeddings) + 1e-2 * sum(float(p.pow(2).sum()) for p in dense)
+        expected = 1e-3 * sum(float(p.pow(2).sum()) for p in embeddings)
+        expected += 1e-2 * sum(float(p.pow(2).sum()) for p in dense)
         assert float(trainer._regularization()) == pytest.approx(expected, rel=1e-5)
     assert embeddings and dense
 
 
 def test_cosine_schedule_decays_the_rate_each_epoch(data):
-    trainer = MatchTrainer(build(data), mode=2, optimizer_params={"lr": 0.01}, n_epoch=4, model_path=None,
-                           item_counts=data.item_counts, seed=0, verbose=False, lr_schedule="cosine")
+    trainer = MatchTrainer(
+        build(data),
+        mode=2,
+        optimizer_params={"lr": 0.01},
+        n_epoch=4,
+        model_path=None,
+        item_counts=data.item_counts,
+        seed=0,
+        verbose=False,
+        lr_schedule="cosine",
+    )
     history = trainer.fit(data.train_batches(256), data.ranking_task("valid"))
     expected = [0.01 * (1 + math.cos(math.pi * epoch / 4)) / 2 for epoch in range(4)]
     assert [h["lr"] for h in history] == pytest.approx(expected)
@@ -258,8 +303,9 @@ def test_cosine_schedule_decays_the_rate_each_epoch(data):
 
 def test_plateau_schedule_cuts_the_rate_after_epochs_without_gain(data, monkeypatch):
     monkeypatch.setattr(MatchTrainer, "evaluate_ranking", lambda self, task, ks: {self.valid_metric: 0.5})
-    trainer = trainer_for(data, 2, "inbatch", lr_schedule="plateau", lr_factor=0.5, lr_patience=2,
-                          valid_metric="recall@10")
+    trainer = trainer_for(
+        data, 2, "inbatch", lr_schedule="plateau", lr_factor=0.5, lr_patience=2, valid_metric="recall@10"
+    )
     trainer.n_epoch, trainer.earlystop_patience = 7, 100
     history = trainer.fit(data.train_batches(256), data.ranking_task("valid"))
     # epoch 1 sets the best; epochs 2-3 are without gain -> cut; 4-5 -> cut; 6-7 -> cut after the last
@@ -269,7 +315,9 @@ def test_plateau_schedule_cuts_the_rate_after_epochs_without_gain(data, monkeypa
 
 def test_plateau_schedule_keeps_the_rate_while_the_metric_improves(data, monkeypatch):
     scores = iter([0.1, 0.2, 0.2, 0.3, 0.25, 0.24, 0.4])
-    monkeypatch.setattr(MatchTrainer, "evaluate_ranking", lambda self, task, ks: {self.valid_metric: next(scores)})
+    monkeypatch.setattr(
+        MatchTrainer, "evaluate_ranking", lambda self, task, ks: {self.valid_metric: next(scores)}
+    )
     trainer = trainer_for(data, 2, "inbatch", lr_schedule="plateau", lr_patience=2, valid_metric="recall@10")
     trainer.n_epoch = 7
     history = trainer.fit(data.train_batches(256), data.ranking_task("valid"))
@@ -278,11 +326,16 @@ def test_plateau_schedule_keeps_the_rate_while_the_metric_improves(data, monkeyp
 
 
 def test_schedule_errors(data):
-    with pytest.raises(UsageError, match="lr_schedule 'step'"):
-        trainer_for(data, 2, lr_schedule="step")
+    with pytest.raises(UsageError, match="lr_schedule=step: must be one of constant, cosine, plateau"):
+        trainer_for(data, 2, lr_schedule="step")  # the message names the key, the value and the choices
     with pytest.raises(UsageError, match="not both"):
-        trainer_for(data, 2, lr_schedule="cosine", scheduler_fn=torch.optim.lr_scheduler.StepLR,
-                    scheduler_params={"step_size": 1})
+        trainer_for(
+            data,
+            2,
+            lr_schedule="cosine",
+            scheduler_fn=torch.optim.lr_scheduler.StepLR,
+            scheduler_params={"step_size": 1},
+        )
     with pytest.raises(UsageError, match="lr_factor"):
         trainer_for(data, 2, lr_schedule="plateau", lr_factor=1.5)
     trainer = trainer_for(data, 2, lr_schedule="plateau")

@@ -52,7 +52,10 @@ def test_seed_constructor_shapes_and_shared_item_table():
     # The item vector is the (normalised) mean of the id and side embeddings; without sides, the id alone.
     table = model.embedding.table("movie_id").weight
     id_only = make_model(item_side=False).eval()
-    torch.testing.assert_close(id_only.item_tower(batch), torch.nn.functional.normalize(id_only.embedding.table("movie_id").weight[batch["movie_id"]], dim=-1))
+    torch.testing.assert_close(
+        id_only.item_tower(batch),
+        torch.nn.functional.normalize(id_only.embedding.table("movie_id").weight[batch["movie_id"]], dim=-1),
+    )
     cate = model.embedding.table("cate_id").weight[batch["cate_id"]]
     torch.testing.assert_close(item, torch.nn.functional.normalize(table[batch["movie_id"]] + cate, dim=-1))
 
@@ -82,7 +85,9 @@ def test_recent_history_option():
     before = model.user_tower(batch)
     hist = batch["hist_movie_id"]
     order = torch.argsort((hist == 0).to(torch.int8), dim=1, stable=True)  # post-padding, same items
-    torch.testing.assert_close(model.user_tower(dict(batch, hist_movie_id=hist.gather(1, order))), before, atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        model.user_tower(dict(batch, hist_movie_id=hist.gather(1, order))), before, atol=1e-6, rtol=0
+    )
     with torch.no_grad():
         model.embedding.table("movie_id").weight[0] += 10.0
     torch.testing.assert_close(model.user_tower(batch), before, rtol=0, atol=1e-6)
@@ -98,14 +103,18 @@ def test_save_load_round_trip_is_exact(tmp_path):
     loaded = load_model(tmp_path / "m").eval()
     assert isinstance(loaded, YoutubeDNN)
     torch.testing.assert_close(loaded.user_tower(batch), first, rtol=0, atol=0)
-    torch.testing.assert_close(loaded.item_vectors(batch["movie_id"]), model.item_vectors(batch["movie_id"]), rtol=0, atol=0)
+    torch.testing.assert_close(
+        loaded.item_vectors(batch["movie_id"]), model.item_vectors(batch["movie_id"]), rtol=0, atol=0
+    )
     torch.save(model.state_dict(), tmp_path / "model.pth")
     other = make_model(seed=5).eval()
     other.load_state_dict(torch.load(tmp_path / "model.pth", weights_only=True))
     torch.testing.assert_close(other.user_tower(batch), first, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("mode, negatives", [(0, "uniform"), (1, "uniform"), (2, "inbatch"), (2, "mixed"), (2, "popularity")])
+@pytest.mark.parametrize(
+    "mode, negatives", [(0, "uniform"), (1, "uniform"), (2, "inbatch"), (2, "mixed"), (2, "popularity")]
+)
 def test_each_mode_lowers_the_loss_on_a_fixed_batch(mode, negatives):
     from zoo.train.trainer import MatchTrainer
 
@@ -113,8 +122,16 @@ def test_each_mode_lowers_the_loss_on_a_fixed_batch(mode, negatives):
     batch = make_batch(n=32)
     model.remember_items(batch)
     trainer = MatchTrainer(
-        model, mode=mode, negatives=negatives, num_negatives=8, optimizer_params={"lr": 0.01}, n_epoch=1,
-        model_path=None, seed=0, verbose=False, item_counts=np.arange(ITEMS) % 7 + 1.0,
+        model,
+        mode=mode,
+        negatives=negatives,
+        num_negatives=8,
+        optimizer_params={"lr": 0.01},
+        n_epoch=1,
+        model_path=None,
+        seed=0,
+        verbose=False,
+        item_counts=np.arange(ITEMS) % 7 + 1.0,
     )
 
     def loss() -> float:
@@ -140,17 +157,25 @@ def test_constructor_errors_are_clear():
     with pytest.raises(UsageError, match="pooling"):
         YoutubeDNN([SequenceFeature("h", ITEMS, DIM, pooling=None)], [SparseFeature("i", ITEMS, DIM)])
     with pytest.raises(UsageError, match="item_side"):
-        YoutubeDNN([SparseFeature("u", USERS, DIM)], [SparseFeature("i", ITEMS, DIM), SparseFeature("c", 5, 4)])
+        YoutubeDNN(
+            [SparseFeature("u", USERS, DIM)], [SparseFeature("i", ITEMS, DIM), SparseFeature("c", 5, 4)]
+        )
 
 
 def test_pipeline_beats_popularity_with_hnsw():
     from zoo.pipeline import RunConfig, run
 
-    report = run(RunConfig(
-        model="youtubednn", retriever="hnsw", device="cpu", epochs=3, save=False,
-        dataset_options={"users": 500, "items": 200, "categories": 10, "mean_length": 20, "seed": 3},
-        params={"embed_dim": 16, "batch_size": 128},
-    ))
+    report = run(
+        RunConfig(
+            model="youtubednn",
+            retriever="hnsw",
+            device="cpu",
+            epochs=3,
+            save=False,
+            dataset_options={"users": 500, "items": 200, "categories": 10, "mean_length": 20, "seed": 3},
+            params={"embed_dim": 16, "batch_size": 128},
+        )
+    )
     exact, popularity = report.metrics["exact"], report.metrics["popularity"]
     assert exact["hitrate@10"] > 1.5 * popularity["hitrate@10"]
     assert report.retriever["recall_vs_exact"]["recall@10"] >= 0.9

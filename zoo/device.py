@@ -54,7 +54,9 @@ def resolve_device(spec: Any = "auto") -> Any:
         )
     index = int(text.split(":")[1]) if ":" in text else 0
     if index >= torch.cuda.device_count():
-        raise DeviceError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s); available: {', '.join(present)}")
+        raise DeviceError(
+            f"--device {text}: only {torch.cuda.device_count()} CUDA device(s); available: {', '.join(present)}"
+        )
     return torch.device(f"cuda:{index}")
 
 
@@ -71,5 +73,9 @@ def device_info(device: Any) -> dict[str, Any]:
         import os
         import platform
 
-        info.update(name=platform.processor() or platform.machine(), cores=os.cpu_count(), threads=torch.get_num_threads())
+        info.update(
+            name=platform.processor() or platform.machine(),
+            cores=os.cpu_count(),
+            threads=torch.get_num_threads(),
+        )
     return info

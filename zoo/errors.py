@@ -77,3 +77,10 @@ class DownloadError(ZooError):
     """A dataset archive could not be fetched, verified or extracted (exit 6)."""
 
     exit_code = 6
+
+
+def one_line(exc: BaseException) -> str:
+    """A failure as one line: a ZooError's own message, else ``Type: message`` with whitespace folded."""
+    if isinstance(exc, ZooError):
+        return exc.message
+    return " ".join(f"{type(exc).__name__}: {exc}".split())

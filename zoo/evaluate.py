@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from zoo.errors import UsageError
+from zoo.retrieval.topk import canonical_topk
 
 __all__ = [
     "METRIC_NAMES",
@@ -64,7 +65,11 @@ def _int_array(values: Any, *, what: str, ndim: int | None = None) -> np.ndarray
     if array.size == 0 and not np.issubdtype(array.dtype, np.integer):
         array = array.astype(np.int64)
     if not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
-        if np.issubdtype(array.dtype, np.floating) and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
+        if (
+            np.issubdtype(array.dtype, np.floating)
+            and np.all(np.isfinite(array))
+            and np.all(array == np.round(array))
+        ):
             array = array.astype(np.int64)
         else:
             raise UsageError(f"{what} must hold integer ids, got dtype {array.dtype}")
@@ -87,7 +92,9 @@ def _csr_arrays(csr: CSR, rows: int, *, what: str) -> tuple[np.ndarray, np.ndarr
     indptr = _int_array(csr[0], what=f"{what} indptr", ndim=1)
     indices = _int_array(csr[1], what=f"{what} indices", ndim=1)
     if len(indptr) != rows + 1:
-        raise UsageError(f"{what} indptr has {len(indptr)} entries; it needs one per user plus one ({rows + 1})")
+        raise UsageError(
+            f"{what} indptr has {len(indptr)} entries; it needs one per user plus one ({rows + 1})"
+        )
     if rows and (indptr[0] < 0 or np.any(np.diff(indptr) < 0) or indptr[-1] > len(indices)):
         raise UsageError(
             f"{what} indptr must be non-decreasing from >= 0 up to len(indices) = {len(indices)}"
@@ -133,7 +140,8 @@ def topk_items(
     Returns:
         ``(indices [U, k] int64, scores [U, k] float32)`` on CPU, best first. Slots with no valid
         item (``k > N``, or masked items needed to fill ``k``) hold index ``-1`` and score ``-inf``.
-        Ties are broken arbitrarily.
+        Tied scores rank the smaller item row first (:func:`zoo.retrieval.topk.canonical_topk`, the
+        same order as the ``exact`` retriever's), on every device.
     """
     users = torch.as_tensor(user_vectors)
     items = torch.as_tensor(item_vectors)
@@ -186,7 +194,9 @@ def topk_items(
         query = users[start:stop].to(dev, dtype)
         if query.ndim == 3:
             rows, interests, dim = query.shape
-            scores = (query.reshape(rows * interests, dim) @ items_t).view(rows, interests, n_items).amax(dim=1)
+            scores = (
+                (query.reshape(rows * interests, dim) @ items_t).view(rows, interests, n_items).amax(dim=1)
+            )
         else:
             scores = query @ items_t
         if indptr is not None and indices is not None:
@@ -197,11 +207,17 @@ def topk_items(
                 row_ids = torch.repeat_interleave(torch.arange(stop - start), counts)
                 keep = cols >= 0
                 scores[row_ids[keep].to(dev), cols[keep].to(dev)] = -math.inf
-        values, idx = torch.topk(scores, fetch, dim=1)
+        values, idx = canonical_topk(scores, fetch)
         idx = torch.where(torch.isneginf(values), torch.full_like(idx, -1), idx)
         out_idx[start:stop, :fetch] = idx.to("cpu")
         out_scores[start:stop, :fetch] = values.to("cpu", torch.float32)
     return out_idx, out_scores
+
+
+def rows_to_ids(rows: np.ndarray, catalogue: np.ndarray) -> np.ndarray:
+    """Catalogue rows (``-1`` pads, as :func:`topk_items` returns them) to the items' ids (``-1`` kept)."""
+    rows = np.asarray(rows)
+    return np.where(rows >= 0, np.asarray(catalogue)[rows.clip(min=0)], -1)
 
 
 # -- ranking metrics ---------------------------------------------------------------------------
@@ -234,7 +250,9 @@ def _hits_csr(ranked: np.ndarray, indptr: np.ndarray, targets: np.ndarray) -> tu
     width = max(1, len(codes))
     n_valid = int(valid.sum())
     target_keys = np.unique(owner[valid] * width + inverse[:n_valid])
-    n_targets = np.bincount(target_keys // width, minlength=n_rows) + np.bincount(owner[~valid], minlength=n_rows)
+    n_targets = np.bincount(target_keys // width, minlength=n_rows) + np.bincount(
+        owner[~valid], minlength=n_rows
+    )
 
     hit = np.zeros(ranked.shape, dtype=bool)
     present = ranked >= 0
@@ -268,7 +286,9 @@ def ranking_metrics(
     cutoffs = _check_ks(ks)
     n_rows, width = ranked.shape
     if cutoffs[-1] > width:
-        raise UsageError(f"topk has {width} columns but metrics at K = {cutoffs[-1]} were asked for; rank more items")
+        raise UsageError(
+            f"topk has {width} columns but metrics at K = {cutoffs[-1]} were asked for; rank more items"
+        )
     ranked = ranked[:, : cutoffs[-1]]
 
     if _is_csr(targets):
@@ -277,7 +297,9 @@ def ranking_metrics(
     else:
         single = _int_array(targets, what="targets", ndim=1)
         if len(single) != n_rows:
-            raise UsageError(f"targets has {len(single)} entries but topk has {n_rows} rows (one target per user)")
+            raise UsageError(
+                f"targets has {len(single)} entries but topk has {n_rows} rows (one target per user)"
+            )
         hit = (ranked == single[:, None]) & (single[:, None] >= 0)
         n_targets = np.ones(n_rows, dtype=np.int64)
     hit &= (ranked >= 0) & _first_occurrence(ranked)
@@ -322,7 +344,9 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def auc_score(scores: np.ndarray | torch.Tensor | Sequence[float], labels: np.ndarray | torch.Tensor | Sequence[float]) -> float:
+def auc_score(
+    scores: np.ndarray | torch.Tensor | Sequence[float], labels: np.ndarray | torch.Tensor | Sequence[float]
+) -> float:
     """ROC AUC of ``scores`` for binary ``labels`` (``> 0`` is positive), as sklearn's ``roc_auc_score``.
 
     Computed with the Mann-Whitney rank statistic, tied scores taking their average rank. Returns
@@ -397,7 +421,9 @@ def evaluate_ranking(
     item row indices. See :func:`ranking_metrics` for the target forms and the keys returned.
     """
     cutoffs = _check_ks(ks)
-    idx, _ = topk_items(user_vectors, item_vectors, cutoffs[-1], exclude=exclude, chunk_size=chunk_size, device=device)
+    idx, _ = topk_items(
+        user_vectors, item_vectors, cutoffs[-1], exclude=exclude, chunk_size=chunk_size, device=device
+    )
     ranked = idx.numpy()
     if item_ids is not None:
         ids = _int_array(item_ids, what="item_ids", ndim=1)

@@ -42,7 +42,11 @@ def _check_vocab(kind: str, name: str, vocab_size: Any) -> None:
         try:
             import numbers
 
-            ok = isinstance(vocab_size, numbers.Integral) and not isinstance(vocab_size, bool) and int(vocab_size) >= 1
+            ok = (
+                isinstance(vocab_size, numbers.Integral)
+                and not isinstance(vocab_size, bool)
+                and int(vocab_size) >= 1
+            )
         except Exception:  # pragma: no cover
             ok = False
         if not ok:
@@ -180,7 +184,9 @@ class Schema:
 
     def history(self, embed_dim: int, pooling: str | None = "mean") -> SequenceFeature:
         """The history sequence, sharing the item id's embedding table."""
-        return SequenceFeature(self.history_name, self.item_vocab, embed_dim, pooling=pooling, shared_with=self.item_id)
+        return SequenceFeature(
+            self.history_name, self.item_vocab, embed_dim, pooling=pooling, shared_with=self.item_id
+        )
 
     def item_id_feature(self, embed_dim: int) -> SparseFeature:
         return SparseFeature(self.item_id, self.item_vocab, embed_dim)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from zoo.errors import UsageError
@@ -103,6 +105,59 @@ def check_bench_folder(target: Path, *, option: str = "--out") -> None:
             f"{option} {target} is a folder that is not a recall-zoo bench (it holds {shown}); choose a new"
             f" {option} folder (nothing was written)"
         )
+
+
+@contextmanager
+def writer_lock(target: Path, *, option: str = "--out") -> Iterator[None]:
+    """Hold the advisory lock of an output folder while writing it: a second writer of the same folder
+    gets a one-line UsageError at once instead of racing. Leftovers of an earlier interrupted commit
+    are cleaned up (or a complete backup put back) once the lock is held.
+
+    The lock is a hidden sibling file ``.NAME.lock``, there only while the lock is held.
+    """
+    from zoo.io import clean_leftovers
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path = target.with_name(f".{target.name}.lock")
+    try:
+        fd = _lock_file(path)
+    except BlockingIOError:
+        raise UsageError(
+            f"{option} {target}: another recall-zoo process is writing this folder; wait for it to finish"
+            f" or choose another {option}"
+        ) from None
+    except OSError as exc:
+        raise UsageError(
+            f"{option} {target}: cannot lock the folder ({exc.strerror}); choose another {option}"
+        ) from None
+    try:
+        clean_leftovers(target)
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still locked: a waiter re-checks the path after locking
+        os.close(fd)
+
+
+def _lock_file(path: Path) -> int:
+    """An open descriptor of ``path`` holding an exclusive ``flock``; BlockingIOError when another
+    process holds it. The lock counts only if ``path`` still names the locked file afterwards (the
+    holder deletes it when done), else it is taken again on the new file."""
+    import fcntl
+
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder deleted (and maybe someone recreated) the file: lock the current one
 
 
 def commit_entries(tmp: Path, target: Path) -> None:

@@ -36,7 +36,9 @@ class ZooSpecs:
             @zoo.hookimpl
             def zoo_register_models():
                 return [ModelSpec(name="my-model", factory="my_pkg.model:MyModel",
-                                  family="two_tower", train_modes=(2,), defaults={"mode": 2})]
+                                  family="two_tower", train_modes=(2,), training_data="samples",
+                                  model_defaults={"embed_dim": 32},
+                                  trainer_defaults={"mode": 2, "epochs": 10})]
         """
 
     @hookspec

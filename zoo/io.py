@@ -2,34 +2,112 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+#: temporary and backup siblings of a committed folder: ``.NAME.tmp-XXXXXXXX`` and ``.NAME.old-PID``
+_TMP_TAG, _OLD_TAG = "tmp-", "old-"
+
+
+def _umask() -> int:
+    """The process's file-mode creation mask (read without changing it where Linux allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
 
 def atomic_dir(target: Path) -> Path:
-    """Create a fresh temporary sibling folder of ``target``; finish with :func:`commit_dir`."""
+    """Create a fresh temporary sibling folder of ``target``; finish with :func:`commit_dir`.
+
+    The folder gets the permissions of an ordinary ``mkdir`` (the umask's), not the private 0700 of a
+    temporary folder, so teammates and services can read what is committed."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{_TMP_TAG}", dir=target.parent))
+    tmp.chmod(0o777 & ~_umask())
+    return tmp
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where
+    the system cannot (another OS, an old kernel or C library, a file system without it)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
 def commit_dir(tmp: Path, target: Path) -> None:
-    """Replace ``target`` by the finished ``tmp`` folder (the old content is removed only after success)."""
-    target = Path(target)
-    backup = None
-    if target.exists():
-        backup = target.with_name(f".{target.name}.old-{os.getpid()}")
-        if backup.exists():
-            shutil.rmtree(backup)
-        os.replace(target, backup)
+    """Replace ``target`` by the finished ``tmp`` folder so that, whenever the process dies, ``target``
+    holds either the old or the new complete folder.
+
+    Where the system can swap two paths atomically, it does, then deletes the old folder (now at the
+    temporary name; a kill during that delete leaves a leftover that :func:`clean_leftovers`
+    removes). Elsewhere the old folder is renamed to a backup first; a kill between the two renames
+    leaves the backup, which :func:`clean_leftovers` puts back.
+    """
+    tmp, target = Path(tmp), Path(target)
+    if not target.exists():
+        os.replace(tmp, target)
+        return
+    if _exchange(tmp, target):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    backup = target.with_name(f".{target.name}.{_OLD_TAG}{os.getpid()}")
+    if backup.exists():
+        shutil.rmtree(backup)
+    os.replace(target, backup)
     os.replace(tmp, target)
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def clean_leftovers(target: Path) -> list[Path]:
+    """Remove what an interrupted :func:`commit_dir` of ``target`` left beside it: temporary folders,
+    and backups, except that a backup is put back when ``target`` itself is missing (a kill between
+    the two renames). Call it only while holding the folder's writer lock. Returns what it removed."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.({_TMP_TAG}[A-Za-z0-9_]+|{_OLD_TAG}\d+)$")
+    found = sorted(
+        (p for p in target.parent.iterdir() if pattern.match(p.name)), key=lambda p: p.stat().st_mtime
+    )
+    backups = [p for p in found if p.name.split(".")[-1].startswith(_OLD_TAG)]
+    if not target.exists() and backups:
+        os.replace(backups[-1], target)  # the newest backup is the last complete folder
+        found.remove(backups[-1])
+    for leftover in found:
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+    return found
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
@@ -38,6 +116,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # an ordinary file's permissions, not mkstemp's private 0600
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
@@ -63,6 +142,41 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_records(folder: Path, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of the files in ``folder`` (all regular files, or ``names``): what a header
+    records so that :func:`verify_files` can reject a truncated or corrupted copy later."""
+    folder = Path(folder)
+    paths = (
+        [folder / n for n in names]
+        if names is not None
+        else sorted(p for p in folder.iterdir() if p.is_file())
+    )
+    return {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in paths}
+
+
+def verify_files(folder: Path, files: Any, *, header: Path, what: str) -> None:
+    """Check every file a header lists (size, then sha256); a ModelFileError names the first bad file.
+
+    ``what`` says what to do about it (e.g. "rebuild the index", "save the model again")."""
+    from zoo.errors import ModelFileError
+
+    if not isinstance(files, dict) or not files:
+        raise ModelFileError(f"{header}: lists no files; {what}")
+    for name, info in files.items():
+        path = Path(folder) / str(name)
+        if not isinstance(info, dict) or Path(str(name)).name != str(name):
+            raise ModelFileError(f"{header}: malformed file entry {name!r}; {what}")
+        if not path.is_file():
+            raise ModelFileError(f"{path}: missing; the folder is incomplete, {what}")
+        if path.stat().st_size != info.get("bytes"):
+            raise ModelFileError(
+                f"{path}: {path.stat().st_size} bytes, {header.name} says {info.get('bytes')}; the file is truncated"
+                f" or corrupted, {what}"
+            )
+        if sha256_file(path) != info.get("sha256"):
+            raise ModelFileError(f"{path}: checksum mismatch; the file is corrupted, {what}")
+
+
 def read_json_header(path: Path, *, format_name: str, format_version: int, what: str) -> dict[str, Any]:
     """Read a recall-zoo JSON header (``model.json``, ``index.json``) and check its format and version.
 
@@ -83,7 +197,11 @@ def read_json_header(path: Path, *, format_name: str, format_version: int, what:
     try:
         version = int(header.get("format_version", 0))
     except (TypeError, ValueError):
-        raise ModelFileError(f"{path}: format_version {header.get('format_version')!r} is not a number") from None
+        raise ModelFileError(
+            f"{path}: format_version {header.get('format_version')!r} is not a number"
+        ) from None
     if version > format_version:
-        raise ModelFileError(f"{path}: format {version} is newer than this recall-zoo reads; upgrade recall-zoo")
+        raise ModelFileError(
+            f"{path}: format {version} is newer than this recall-zoo reads; upgrade recall-zoo"
+        )
     return header

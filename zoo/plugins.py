@@ -21,7 +21,7 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,7 +145,9 @@ class PluginManager:
         strict: bool | None = None,
     ) -> None:
         self.env = os.environ if env is None else env
-        self.strict = self.env.get("ZOO_STRICT_PLUGINS", "") in ("1", "true", "yes") if strict is None else strict
+        self.strict = (
+            self.env.get("ZOO_STRICT_PLUGINS", "") in ("1", "true", "yes") if strict is None else strict
+        )
         self.pm = pluggy.PluginManager(PROJECT_NAME)
         self.pm.add_hookspecs(ZooSpecs)
         self.records: list[PluginRecord] = []
@@ -169,7 +171,13 @@ class PluginManager:
                 continue
             seen.add(key)
             found.append(ep)
-        return sorted(found, key=lambda e: (normalize_dist(e.dist.metadata["Name"]) != BUILTIN_DIST if e.dist else True, e.name))
+        return sorted(
+            found,
+            key=lambda e: (
+                normalize_dist(e.dist.metadata["Name"]) != BUILTIN_DIST if e.dist else True,
+                e.name,
+            ),
+        )
 
     def load_entry_points(self) -> None:
         allow = _split_env(self.env.get("ZOO_LOAD_PLUGINS"))
@@ -201,7 +209,11 @@ class PluginManager:
             except BaseException as exc:  # noqa: BLE001 - a plugin may raise anything, SystemExit included
                 if isinstance(exc, KeyboardInterrupt):
                     raise
-                record.fail(FAILED, f"import of {ep.value} failed: {type(exc).__name__}: {exc}", traceback.format_exc())
+                record.fail(
+                    FAILED,
+                    f"import of {ep.value} failed: {type(exc).__name__}: {exc}",
+                    traceback.format_exc(),
+                )
                 continue
             self._register(obj, record)
 
@@ -211,7 +223,10 @@ class PluginManager:
         record = PluginRecord(name=f"path:{file.name}", source="path", target=str(file))
         self.records.append(record)
         if not file.is_file():
-            record.fail(FAILED, f"--plugin {file}: no such file; pass the path of a .py file with @zoo.hookimpl functions")
+            record.fail(
+                FAILED,
+                f"--plugin {file}: no such file; pass the path of a .py file with @zoo.hookimpl functions",
+            )
             return record
         module_name = "zoo_local_plugin_" + re.sub(r"\W", "_", file.stem)
         try:
@@ -225,13 +240,17 @@ class PluginManager:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             sys.modules.pop(module_name, None)
-            record.fail(FAILED, f"import of {file} failed: {type(exc).__name__}: {exc}", traceback.format_exc())
+            record.fail(
+                FAILED, f"import of {file} failed: {type(exc).__name__}: {exc}", traceback.format_exc()
+            )
             return record
         self._register(module, record)
         self._collected.clear()
         return record
 
-    def register(self, obj: object, name: str | None = None, *, dist: str = "", version: str = "") -> PluginRecord:
+    def register(
+        self, obj: object, name: str | None = None, *, dist: str = "", version: str = ""
+    ) -> PluginRecord:
         """Register an in-memory plugin object (tests, notebooks, ``zoo.testing.register_plugin``)."""
         record = PluginRecord(
             name=name or getattr(obj, "__name__", type(obj).__name__),
@@ -278,7 +297,9 @@ class PluginManager:
         if problems:
             record.fail(FAILED, "; ".join(problems) + " (see docs/plugins.md, 'Hook reference')")
             return
-        plugin_name = record.name if self.pm.get_plugin(record.name) is None else f"{record.dist}:{record.name}"
+        plugin_name = (
+            record.name if self.pm.get_plugin(record.name) is None else f"{record.dist}:{record.name}"
+        )
         try:
             self.pm.register(obj, name=plugin_name)
             self.pm.check_pending()
@@ -288,9 +309,7 @@ class PluginManager:
             record.fail(FAILED, f"invalid hook implementation: {exc}", traceback.format_exc())
             return
         record.name = plugin_name
-        record.hooks = sorted(
-            hc.name for hc in (self.pm.get_hookcallers(obj) or []) if hc.name in HOOK_NAMES
-        )
+        record.hooks = sorted(hc.name for hc in (self.pm.get_hookcallers(obj) or []) if hc.name in HOOK_NAMES)
         self._by_plugin_name[plugin_name] = record
 
     # -- collect ----------------------------------------------------------------------------
@@ -321,7 +340,9 @@ class PluginManager:
             except BaseException as exc:  # noqa: BLE001
                 if isinstance(exc, KeyboardInterrupt):
                     raise
-                record.hook_errors[hook_name] = " ".join(f"{hook_name} raised {type(exc).__name__}: {exc}".split())
+                record.hook_errors[hook_name] = " ".join(
+                    f"{hook_name} raised {type(exc).__name__}: {exc}".split()
+                )
                 record.traceback = traceback.format_exc()
                 if self.strict:
                     self.raise_if_failed()
@@ -347,57 +368,28 @@ class PluginManager:
                 line = f"warning: plugin {impl.plugin_name} {hook_name} raised {type(exc).__name__}: {exc}"
                 warnings.append(" ".join(line.split()))
                 if record is not None:
-                    record.hook_errors[hook_name] = " ".join(f"{hook_name} raised {type(exc).__name__}: {exc}".split())
+                    record.hook_errors[hook_name] = " ".join(
+                        f"{hook_name} raised {type(exc).__name__}: {exc}".split()
+                    )
                     record.traceback = traceback.format_exc()
                 if self.strict:
                     raise PluginError(line) from exc
         return warnings
 
-    def register_commands(self, app: Any, reserved: Iterable[str], on_warning: Callable[[str], None]) -> None:
-        """Let plugins add Typer commands; a command that shadows ``reserved`` names is refused."""
-        reserved = set(reserved)
-        for impl in self._impls("zoo_register_commands"):
+    def hook_functions(self, hook_name: str) -> list[tuple[PluginRecord, Callable[..., Any]]]:
+        """``(record, function)`` of every loaded plugin implementing ``hook_name``, in registration
+        order (built-ins first): for a caller that runs the hook itself, e.g. the CLI adding commands."""
+        out = []
+        for impl in self._impls(hook_name):
             record = self._by_plugin_name.get(impl.plugin_name)
-            if record is None or record.status != LOADED:
-                continue
-            before_cmds = list(app.registered_commands)
-            before_groups = list(app.registered_groups)
-            try:
-                impl.function(app=app)
-            except Exception as exc:
-                app.registered_commands[:] = before_cmds
-                app.registered_groups[:] = before_groups
-                record.hook_errors["zoo_register_commands"] = " ".join(
-                    f"zoo_register_commands raised {type(exc).__name__}: {exc}".split()
-                )
-                record.traceback = traceback.format_exc()
-                on_warning(record.warning_line())
-                continue
-            added_cmds = app.registered_commands[len(before_cmds):]
-            added_groups = app.registered_groups[len(before_groups):]
-            kept_cmds, kept_groups = [], []
-            for info in added_cmds:
-                cmd_name = info.name or (info.callback.__name__.replace("_", "-") if info.callback else "")
-                if cmd_name in reserved:
-                    on_warning(
-                        f"warning: plugin {record.name} tried to replace core command 'zoo {cmd_name}'; ignored"
-                    )
-                    continue
-                reserved.add(cmd_name)
-                kept_cmds.append(info)
-                record.provides.setdefault("command", []).append(cmd_name)
-            for info in added_groups:
-                group_name = info.name or ""
-                if group_name in reserved:
-                    on_warning(
-                        f"warning: plugin {record.name} tried to replace core command 'zoo {group_name}'; ignored"
-                    )
-                    continue
-                reserved.add(group_name)
-                kept_groups.append(info)
-                record.provides.setdefault("command", []).append(group_name)
-            app.registered_commands[:] = before_cmds + kept_cmds
-            app.registered_groups[:] = before_groups + kept_groups
+            if record is not None and record.status == LOADED:
+                out.append((record, impl.function))
+        return out
+
+    def record_hook_error(self, record: PluginRecord, hook_name: str, exc: BaseException) -> None:
+        """Remember that ``record``'s ``hook_name`` raised ``exc`` (shown by ``zoo plugins``/``zoo doctor``)."""
+        record.hook_errors[hook_name] = " ".join(f"{hook_name} raised {type(exc).__name__}: {exc}".split())
+        record.traceback = traceback.format_exc()
 
     # -- reporting ------------------------------------------------------------------------------
     @property

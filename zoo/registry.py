@@ -36,7 +36,11 @@ class Registry:
     def list(self, kind: str, pattern: str = "*") -> list[Spec]:
         """Specs whose name (or ``dist:name``) matches the shell-style ``pattern``, sorted by name."""
         pattern = pattern or "*"
-        found = [s for s in self.specs(kind) if fnmatch.fnmatch(s.name, pattern) or fnmatch.fnmatch(s.qualified_name, pattern)]
+        found = [
+            s
+            for s in self.specs(kind)
+            if fnmatch.fnmatch(s.name, pattern) or fnmatch.fnmatch(s.qualified_name, pattern)
+        ]
         return sorted(found, key=lambda s: (s.name, s.dist))
 
     def conflicts(self, kind: str) -> dict[str, list[Spec]]:
@@ -53,7 +57,11 @@ class Registry:
         dist, sep, bare = name.rpartition(":")
         if sep:
             wanted = normalize_dist(dist)
-            matches = [s for s in specs if s.name == bare and wanted in (normalize_dist(s.dist), normalize_dist(s.plugin))]
+            matches = [
+                s
+                for s in specs
+                if s.name == bare and wanted in (normalize_dist(s.dist), normalize_dist(s.plugin))
+            ]
             if not matches:
                 raise UnknownNameError(kind, name, [s.qualified_name for s in specs])
             return matches[0]
@@ -90,7 +98,9 @@ class Registry:
         """Instantiate retriever ``name`` with its default build and query parameters overridden by ``params``."""
         spec = self.retriever(name)
         if metric not in spec.metrics:
-            raise UsageError(f"retriever '{name}' does not support metric '{metric}'; it supports {', '.join(spec.metrics)}")
+            raise UsageError(
+                f"retriever '{name}' does not support metric '{metric}'; it supports {', '.join(spec.metrics)}"
+            )
         known = set(spec.build_params) | set(spec.query_params)
         unknown = sorted(set(params) - known)
         if unknown:
@@ -132,7 +142,9 @@ def default_registry(plugin_paths: Sequence[str | os.PathLike[str]] = ()) -> Reg
     return _DEFAULT[key]
 
 
-def set_default_registry(registry: Registry | None, plugin_paths: Sequence[str | os.PathLike[str]] = ()) -> Registry | None:
+def set_default_registry(
+    registry: Registry | None, plugin_paths: Sequence[str | os.PathLike[str]] = ()
+) -> Registry | None:
     """Make ``registry`` the process default for ``plugin_paths`` (None forgets it); returns the previous one."""
     key = tuple(str(p) for p in plugin_paths)
     previous = _DEFAULT.get(key)

@@ -67,7 +67,9 @@ class Spec:
                     f"{self.kind} '{self.name}': factory {self.factory!r} must look like 'package.module:attribute'."
                 )
         elif not callable(self.factory):
-            raise PluginError(f"{self.kind} '{self.name}': factory must be a 'module:attr' string or a callable.")
+            raise PluginError(
+                f"{self.kind} '{self.name}': factory must be a 'module:attr' string or a callable."
+            )
         object.__setattr__(self, "requires", tuple(self.requires))
 
     @property
@@ -144,33 +146,141 @@ class Spec:
 class ModelSpec(Spec):
     """A recall model.
 
+    The spec is the one owner of the model's registry metadata and preset: model classes do not restate
+    them (:meth:`load` returns the class bound to its spec, whose instances read them from it).
+
     Attributes:
         family: ``two_tower`` | ``sequential`` | ``multi_interest``.
         train_modes: MatchTrainer modes the model supports (0 point-wise, 1 pair-wise, 2 list-wise).
-        defaults: the preset hyper-parameters ``zoo run MODEL`` uses with no options (shown by
-            ``zoo models --json``): trainer keys (``mode``, ``epochs``, ``lr``, ``batch_size``...) and
-            model keys (``embed_dim``, ``temperature``...).
+        model_defaults: the preset's keyword arguments of the class's ``from_schema`` (``embed_dim``,
+            ``temperature``...).
+        trainer_defaults: the preset's trainer settings, keys of ``zoo.train.config.TrainerConfig``
+            (``mode``, ``negatives``, ``epochs``, ``lr``...).
+        training_data: ``samples`` (one target per row: the history before it) or ``sequences``
+            (windows of a user's sequence with a target at every position, ``MatchData.sequence_batch``).
+        data_defaults: the preset's training-data settings: only ``window_stride`` (sequence windows).
+        defaults: (read-only) the three preset groups merged, as ``zoo models --json`` shows them.
     """
 
     kind: ClassVar[str] = "model"
-
+    #: accepted values of ``training_data``
+    TRAINING_DATA: ClassVar[tuple[str, ...]] = ("samples", "sequences")
+    #: accepted keys of ``data_defaults``
+    DATA_KEYS: ClassVar[tuple[str, ...]] = ("window_stride",)
     family: str = "two_tower"
     train_modes: tuple[int, ...] = (0, 1, 2)
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+    model_defaults: Mapping[str, Any] = field(default_factory=dict)
+    trainer_defaults: Mapping[str, Any] = field(default_factory=dict)
+    training_data: str = "samples"
+    data_defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def defaults(self) -> Mapping[str, Any]:
+        """The whole preset: trainer, model and data keys merged (read-only)."""
+        return MappingProxyType({**self.trainer_defaults, **self.model_defaults, **self.data_defaults})
+
+    @staticmethod
+    def trainer_keys() -> frozenset[str]:
+        """``TrainerConfig``'s field names (its module imports no torch)."""
+        from zoo.train.config import TrainerConfig
+
+        return frozenset(TrainerConfig.keys())
+
+    @classmethod
+    def split(cls, params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """(model, trainer, data) parts of a flat parameter mapping, routed by name: ``TrainerConfig``
+        keys go to the trainer, :attr:`DATA_KEYS` to the training data, every other key to the model."""
+        trainer_keys = cls.trainer_keys()
+        model: dict[str, Any] = {}
+        trainer: dict[str, Any] = {}
+        data: dict[str, Any] = {}
+        for key, value in params.items():
+            target = trainer if key in trainer_keys else data if key in cls.DATA_KEYS else model
+            target[key] = value
+        return model, trainer, data
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.family not in MODEL_FAMILIES:
-            raise PluginError(f"model '{self.name}': family {self.family!r} must be one of {', '.join(MODEL_FAMILIES)}.")
+            raise PluginError(
+                f"model '{self.name}': family {self.family!r} must be one of {', '.join(MODEL_FAMILIES)}."
+            )
         modes = tuple(self.train_modes)
         if not modes or any(m not in TRAIN_MODES for m in modes):
-            raise PluginError(f"model '{self.name}': train_modes {modes!r} must be a non-empty subset of (0, 1, 2).")
+            raise PluginError(
+                f"model '{self.name}': train_modes {modes!r} must be a non-empty subset of (0, 1, 2)."
+            )
         object.__setattr__(self, "train_modes", modes)
-        object.__setattr__(self, "defaults", _frozen_mapping(self.defaults))
+        if self.training_data not in self.TRAINING_DATA:
+            raise PluginError(
+                f"model '{self.name}': training_data {self.training_data!r} must be one of"
+                f" {', '.join(self.TRAINING_DATA)}."
+            )
+        model, trainer, data = (
+            dict(g or {}) for g in (self.model_defaults, self.trainer_defaults, self.data_defaults)
+        )
+        self._check_preset(model, trainer, data)
+        object.__setattr__(self, "model_defaults", _frozen_mapping(model))
+        object.__setattr__(self, "trainer_defaults", _frozen_mapping(trainer))
+        object.__setattr__(self, "data_defaults", _frozen_mapping(data))
+
+    def _check_preset(self, model: dict[str, Any], trainer: dict[str, Any], data: dict[str, Any]) -> None:
+        from zoo.errors import UsageError
+        from zoo.train.config import TrainerConfig
+
+        try:
+            TrainerConfig.from_dict(trainer)  # unknown keys (with did-you-mean), types and ranges
+        except UsageError as exc:
+            raise PluginError(f"model '{self.name}': trainer_defaults: {exc}") from None
+        misplaced = sorted(set(model) & self.trainer_keys())
+        if misplaced:
+            raise PluginError(
+                f"model '{self.name}': {', '.join(misplaced)} in model_defaults are trainer settings;"
+                " move them to trainer_defaults."
+            )
+        unknown = sorted(set(data) - set(self.DATA_KEYS))
+        if unknown:
+            raise PluginError(
+                f"model '{self.name}': data_defaults accepts {', '.join(self.DATA_KEYS)},"
+                f" not {', '.join(unknown)}."
+            )
+        misplaced = sorted(set(model) & set(self.DATA_KEYS))
+        if misplaced:
+            raise PluginError(
+                f"model '{self.name}': move {', '.join(misplaced)} from model_defaults to data_defaults."
+            )
+        if "window_stride" in data and self.training_data != "sequences":
+            raise PluginError(
+                f"model '{self.name}': window_stride applies to sequence windows;"
+                " set training_data='sequences' or drop it."
+            )
+        mode = trainer.get("mode")
+        if mode is not None and mode not in self.train_modes:
+            raise PluginError(
+                f"model '{self.name}': the preset's mode {mode!r} is not one of train_modes"
+                f" {list(self.train_modes)}."
+            )
+
+    def load(self) -> Any:
+        """Import the factory; a model class comes back bound to this spec (``cls.spec``, see
+        ``RecallModel.bind_spec``), so its instances know their name, family, modes and training data."""
+        obj = super().load()
+        bind = getattr(obj, "bind_spec", None)
+        if isinstance(obj, type) and callable(bind):
+            return bind(self)
+        return obj
 
     def summary(self) -> dict[str, Any]:
         out = super().summary()
-        out.update(family=self.family, train_modes=list(self.train_modes), defaults=dict(self.defaults))
+        out.update(
+            family=self.family,
+            train_modes=list(self.train_modes),
+            training_data=self.training_data,
+            model_defaults=dict(self.model_defaults),
+            trainer_defaults=dict(self.trainer_defaults),
+            data_defaults=dict(self.data_defaults),
+            defaults=dict(self.defaults),
+        )
         return out
 
 
@@ -184,6 +294,12 @@ class RetrieverSpec(Spec):
         query_params: query-time parameters with their defaults (changed without rebuilding).
         supports_add: whether ``add`` works after ``fit``.
         supports_gpu: whether the backend can run on a CUDA device.
+        aliases: class names ``zoo.retrieval`` resolves to this retriever (``from zoo.retrieval
+            import Annoy``); each a Python identifier starting with an uppercase letter.
+        bench_grid: the default ``zoo bench`` grid: a ``{"build": {...}, "query": {...}}`` table of
+            parameter -> values, or a list of them (one per build group); None measures the
+            retriever once at its defaults. Checked against ``build_params`` / ``query_params`` here
+            and kept as a tuple of :class:`zoo.bench.grid.BuildGroup`.
     """
 
     kind: ClassVar[str] = "retriever"
@@ -193,12 +309,16 @@ class RetrieverSpec(Spec):
     query_params: Mapping[str, Any] = field(default_factory=dict)
     supports_add: bool = False
     supports_gpu: bool = False
+    aliases: tuple[str, ...] = ()
+    bench_grid: Any = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         metrics = tuple(self.metrics)
         if not metrics or any(m not in RETRIEVER_METRICS for m in metrics):
-            raise PluginError(f"retriever '{self.name}': metrics {metrics!r} must be a subset of {RETRIEVER_METRICS}.")
+            raise PluginError(
+                f"retriever '{self.name}': metrics {metrics!r} must be a subset of {RETRIEVER_METRICS}."
+            )
         overlap = set(self.build_params) & set(self.query_params)
         if overlap:
             raise PluginError(
@@ -207,6 +327,24 @@ class RetrieverSpec(Spec):
         object.__setattr__(self, "metrics", metrics)
         object.__setattr__(self, "build_params", _frozen_mapping(self.build_params))
         object.__setattr__(self, "query_params", _frozen_mapping(self.query_params))
+        aliases = (self.aliases,) if isinstance(self.aliases, str) else tuple(self.aliases)
+        bad = [a for a in aliases if not (isinstance(a, str) and a.isidentifier() and a[:1].isupper())]
+        if bad:
+            raise PluginError(
+                f"retriever '{self.name}': aliases {bad!r} must be class names (identifiers starting with"
+                " an uppercase letter)."
+            )
+        object.__setattr__(self, "aliases", aliases)
+        if self.bench_grid is not None:
+            from zoo.bench.grid import parse_groups
+            from zoo.errors import UsageError
+
+            where = f"retriever '{self.name}' bench_grid"
+            try:
+                groups = parse_groups(self.name, self.bench_grid, where=where, spec=self)
+            except UsageError as exc:
+                raise PluginError(exc.message) from None
+            object.__setattr__(self, "bench_grid", tuple(groups))
 
     def summary(self) -> dict[str, Any]:
         out = super().summary()
@@ -216,6 +354,10 @@ class RetrieverSpec(Spec):
             query_params=dict(self.query_params),
             supports_add=self.supports_add,
             supports_gpu=self.supports_gpu,
+            aliases=list(self.aliases),
+            bench_grid=None
+            if self.bench_grid is None
+            else [{"build": g.build, "query": g.query} for g in self.bench_grid],
         )
         return out
 
@@ -226,10 +368,15 @@ class DatasetSpec(Spec):
 
     Attributes:
         needs_path: whether the dataset reads a local folder (``--data PATH`` or ``ZOO_DATA_DIR``).
-        data_dir_name: folder name looked up under ``ZOO_DATA_DIR`` when no path is given.
-        download: name understood by ``zoo data download`` that fetches this dataset, if any.
+        data_dir_name: folder name looked up under ``ZOO_DATA_DIR`` and the download cache when no
+            path is given; defaults to the archive's folder.
+        download: name understood by ``zoo data download`` that fetches this dataset, if any;
+            the dataset's own name when it ships an ``archive``, else another dataset's name.
         default_protocol: the evaluation protocol preset used when none is given.
         options: loader options with their defaults (``--param key=value`` on the command line).
+        archive: the :class:`zoo.data.archive.Archive` (URL, folder, checksum, size) that
+            ``zoo data download NAME`` fetches for this dataset, or None; its ``name`` is filled in
+            with the dataset's name.
     """
 
     kind: ClassVar[str] = "dataset"
@@ -239,10 +386,39 @@ class DatasetSpec(Spec):
     download: str | None = None
     default_protocol: str = "loo"
     options: Mapping[str, Any] = field(default_factory=dict)
+    archive: Any = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "options", _frozen_mapping(self.options))
+        if self.archive is not None:
+            self._check_archive()
+
+    def _check_archive(self) -> None:
+        from zoo.data.archive import Archive
+
+        archive = self.archive
+        if not isinstance(archive, Archive):
+            raise PluginError(
+                f"dataset '{self.name}': archive must be a zoo.data.archive.Archive, got {archive!r}."
+            )
+        if not self.needs_path:
+            raise PluginError(
+                f"dataset '{self.name}': a dataset with an archive reads files: set needs_path=True."
+            )
+        if self.data_dir_name not in (None, archive.folder):
+            raise PluginError(
+                f"dataset '{self.name}': data_dir_name {self.data_dir_name!r} differs from the archive's"
+                f" folder {archive.folder!r}; leave data_dir_name out (it defaults to the archive's folder)."
+            )
+        if self.download not in (None, self.name):
+            raise PluginError(
+                f"dataset '{self.name}': download={self.download!r} names another archive, but this dataset"
+                " ships its own; leave download out."
+            )
+        object.__setattr__(self, "data_dir_name", archive.folder)
+        object.__setattr__(self, "download", self.name)
+        object.__setattr__(self, "archive", dataclasses.replace(archive, name=self.name))
 
     def summary(self) -> dict[str, Any]:
         out = super().summary()

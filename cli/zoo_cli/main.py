@@ -19,8 +19,20 @@ from zoo_cli import state
 from zoo_cli.commands import data, doctor, listing
 from zoo_cli.commands import run as run_command
 from zoo_cli.output import stderr
+from zoo_cli.plugin_commands import register_plugin_commands
 
-CORE_COMMANDS = ("run", "plugins", "models", "retrievers", "datasets", "doctor", "data", "plugin", "bench", "report")
+CORE_COMMANDS = (
+    "run",
+    "plugins",
+    "models",
+    "retrievers",
+    "datasets",
+    "doctor",
+    "data",
+    "plugin",
+    "bench",
+    "report",
+)
 
 _WARNED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # registry -> lines already printed
 
@@ -43,8 +55,12 @@ def _version(value: bool) -> None:
 
 
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
-    plugin: list[Path] = typer.Option([], "--plugin", help="Load a plugin from a local .py file (repeatable)."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+    plugin: list[Path] = typer.Option(
+        [], "--plugin", help="Load a plugin from a local .py file (repeatable)."
+    ),
 ) -> None:
     """recall-zoo: train, evaluate and serve recall models; compare model x retriever x device."""
     paths = [str(p) for p in plugin]
@@ -84,7 +100,9 @@ def build_app() -> typer.Typer:
     except ZooError as exc:  # ZOO_STRICT_PLUGINS with a broken plugin
         stderr.print(f"error: {exc.message}", highlight=False, markup=False)
         raise SystemExit(exc.exit_code) from None
-    manager.register_commands(app, CORE_COMMANDS, on_warning=lambda line: stderr.print(line, highlight=False, markup=False))
+    register_plugin_commands(
+        app, manager, CORE_COMMANDS, on_warning=lambda line: stderr.print(line, highlight=False, markup=False)
+    )
     return app
 
 
@@ -115,8 +133,6 @@ def main(argv: list[str] | None = None) -> None:
         app(args=args, prog_name="zoo")
     finally:
         _warn_plugin_failures()  # `zoo --help` / `zoo --version` exit before the root callback runs
-
-
 
 
 if __name__ == "__main__":  # pragma: no cover

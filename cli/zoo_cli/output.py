@@ -67,7 +67,9 @@ def fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def metric_table(metrics: Mapping[str, Mapping[str, float]], columns: Mapping[str, str], ks: Iterable[int]) -> Table:
+def metric_table(
+    metrics: Mapping[str, Mapping[str, float]], columns: Mapping[str, str], ks: Iterable[int]
+) -> Table:
     """Rows metric@K, one column per evaluator (``columns`` maps key -> header)."""
     names = ("hitrate", "recall", "ndcg", "mrr", "precision")
     t = Table(show_lines=False)
@@ -77,7 +79,9 @@ def metric_table(metrics: Mapping[str, Mapping[str, float]], columns: Mapping[st
     for k in ks:
         for name in names:
             key = f"{name}@{k}"
-            if name == "recall" and all(metrics[c].get(key) == metrics[c].get(f"hitrate@{k}") for c in columns):
+            if name == "recall" and all(
+                metrics[c].get(key) == metrics[c].get(f"hitrate@{k}") for c in columns
+            ):
                 continue  # one target per user: recall equals hit rate, show it once
             t.add_row(key, *[fmt(metrics[c].get(key, float("nan"))) for c in columns])
     return t

@@ -16,9 +16,10 @@ parameters kept apart from the query parameters (ann-benchmarks style)::
     query = { efSearch = [16, 64, 256] }
 
 A scalar stands for a one-element list. Parameters a group leaves out keep the retriever's defaults.
-Every retriever ships a default grid (``zoo/bench/grids/NAME.toml``); a ``--grid`` file replaces the
-default grid of each retriever it names. A retriever without any grid is measured once, at its
-defaults.
+A retriever plugin ships its default grid in its spec (``RetrieverSpec(bench_grid=...)``, the same
+``{build, query}`` table or list of tables, checked when the plugin registers); a ``--grid`` file
+replaces the default grid of each retriever it names. A retriever without any grid is measured once,
+at its defaults.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ import json
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from zoo.errors import UsageError
 
-__all__ = ["BuildGroup", "Grid", "default_grid", "load_grid_file", "parse_grid"]
+__all__ = [
+    "BuildGroup", "Grid", "default_grid", "load_grid_file", "parse_grid", "parse_groups", "resolve_grid",
+]  # fmt: skip
 
 
 def canonical(params: Mapping[str, Any]) -> str:
@@ -90,7 +92,10 @@ class Grid:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            name: {"source": self.sources.get(name, ""), "groups": [{"build": g.build, "query": g.query} for g in groups]}
+            name: {
+                "source": self.sources.get(name, ""),
+                "groups": [{"build": g.build, "query": g.query} for g in groups],
+            }
             for name, groups in self.groups.items()
         }
 
@@ -105,7 +110,9 @@ def _check_params(where: str, retriever: str, kind: str, values: Any, spec: Any)
     if values is None:
         return {}
     if not isinstance(values, Mapping):
-        raise UsageError(f"{where}: [{retriever}] {kind} must be a table of parameter = [values], got {values!r}")
+        raise UsageError(
+            f"{where}: [{retriever}] {kind} must be a table of parameter = [values], got {values!r}"
+        )
     out: dict[str, list[Any]] = {}
     own = dict(spec.build_params if kind == "build" else spec.query_params) if spec is not None else None
     other = dict(spec.query_params if kind == "build" else spec.build_params) if spec is not None else None
@@ -114,10 +121,14 @@ def _check_params(where: str, retriever: str, kind: str, values: Any, spec: Any)
             if other is not None and key in other:
                 right = "query" if kind == "build" else "build"
                 raise UsageError(
-                    f"{where}: '{key}' is a {right} parameter of retriever '{retriever}'; put it under {right}"
+                    f"{where}: '{key}' is a {right} parameter of retriever '{retriever}';"
+                    f" put it under {right}"
                 )
             names = ", ".join(sorted(own)) or "none"
-            raise UsageError(f"{where}: retriever '{retriever}' has no {kind} parameter '{key}'; its {kind} parameters are {names}")
+            raise UsageError(
+                f"{where}: retriever '{retriever}' has no {kind} parameter '{key}';"
+                f" its {kind} parameters are {names}"
+            )
         listed = _as_list(value)
         if not listed:
             raise UsageError(f"{where}: [{retriever}] {kind}.{key} is an empty list; give at least one value")
@@ -136,25 +147,38 @@ def parse_grid(data: Mapping[str, Any], *, where: str, registry: Any = None) -> 
     groups: dict[str, list[BuildGroup]] = {}
     for name, body in data.items():
         spec = registry.retriever(str(name)) if registry is not None else None
-        entries = body if isinstance(body, list) else [body]
-        parsed = []
-        for entry in entries:
-            if not isinstance(entry, Mapping):
-                raise UsageError(f"{where}: [{name}] must be a table with 'build' and/or 'query', got {entry!r}")
-            unknown = sorted(set(entry) - {"build", "query"})
-            if unknown:
-                raise UsageError(
-                    f"{where}: [{name}] has {', '.join(map(repr, unknown))}; a grid entry holds only 'build' and 'query'"
-                    " tables (e.g. build = {{ M = [16, 32] }})"
-                )
-            parsed.append(
-                BuildGroup(
-                    build=_check_params(where, str(name), "build", entry.get("build"), spec),
-                    query=_check_params(where, str(name), "query", entry.get("query"), spec),
-                )
-            )
-        groups[str(name)] = parsed
+        groups[str(name)] = parse_groups(str(name), body, where=where, spec=spec)
     return Grid(groups=groups, sources={name: where for name in groups})
+
+
+def parse_groups(name: str, body: Any, *, where: str, spec: Any = None) -> list[BuildGroup]:
+    """Validate the grid of one retriever: a ``{build, query}`` table (or BuildGroup), or a list of them.
+
+    With a ``spec`` (a :class:`~zoo.specs.RetrieverSpec`), every parameter must be one of its build
+    or query parameters, on the right side.
+    """
+    entries = list(body) if isinstance(body, (list, tuple)) else [body]
+    if not entries:
+        raise UsageError(f"{where}: [{name}] is an empty list; give at least one {{build, query}} table")
+    parsed = []
+    for entry in entries:
+        if isinstance(entry, BuildGroup):  # already parsed (e.g. a spec copied with dataclasses.replace)
+            entry = {"build": entry.build, "query": entry.query}
+        if not isinstance(entry, Mapping):
+            raise UsageError(f"{where}: [{name}] must be a table with 'build' and/or 'query', got {entry!r}")
+        unknown = sorted(set(entry) - {"build", "query"})
+        if unknown:
+            raise UsageError(
+                f"{where}: [{name}] has {', '.join(map(repr, unknown))};"
+                " a grid entry holds only 'build' and 'query' tables (e.g. build = { M = [16, 32] })"
+            )
+        parsed.append(
+            BuildGroup(
+                build=_check_params(where, name, "build", entry.get("build"), spec),
+                query=_check_params(where, name, "query", entry.get("query"), spec),
+            )
+        )
+    return parsed
 
 
 def _read_document(path: Path) -> Any:
@@ -169,7 +193,9 @@ def _read_document(path: Path) -> Any:
         try:
             import yaml  # type: ignore[import-untyped]
         except ImportError:
-            raise UsageError(f"--grid {path}: reading YAML needs PyYAML (pip install pyyaml); or write the grid in TOML") from None
+            raise UsageError(
+                f"--grid {path}: reading YAML needs PyYAML (pip install pyyaml); or write the grid in TOML"
+            ) from None
         try:
             return yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
@@ -189,7 +215,9 @@ def _parse_toml(text: str, where: str) -> Any:
         try:
             import tomli as tomllib  # type: ignore[no-redef]
         except ImportError:
-            raise UsageError(f"{where}: reading TOML on Python 3.10 needs tomli (pip install tomli)") from None
+            raise UsageError(
+                f"{where}: reading TOML on Python 3.10 needs tomli (pip install tomli)"
+            ) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -203,12 +231,18 @@ def load_grid_file(path: str | Path, *, registry: Any = None) -> Grid:
 
 
 def default_grid(name: str, *, registry: Any = None) -> Grid:
-    """The grid shipped for retriever ``name`` (``zoo/bench/grids/NAME.toml``); empty when none ships."""
-    resource = resources.files("zoo.bench").joinpath("grids", f"{name}.toml")
-    if not resource.is_file():
+    """The default grid retriever ``name``'s plugin ships (``RetrieverSpec.bench_grid``); empty when none.
+
+    ``registry`` defaults to :func:`zoo.registry.default_registry`.
+    """
+    if registry is None:
+        from zoo.registry import default_registry
+
+        registry = default_registry()
+    spec = registry.retriever(name)
+    if spec.bench_grid is None:
         return Grid()
-    data = _parse_toml(resource.read_text(), f"default grid {name}.toml")
-    return parse_grid(data, where=f"default grid {name}.toml", registry=registry)
+    return Grid(groups={name: list(spec.bench_grid)}, sources={name: f"default grid of {name}"})
 
 
 def resolve_grid(retrievers: list[str], grid_file: str | Path | None, *, registry: Any = None) -> Grid:

@@ -15,9 +15,7 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def pareto_frontier(
-    points: Iterable[T], *, x: Callable[[T], float], y: Callable[[T], float]
-) -> list[T]:
+def pareto_frontier(points: Iterable[T], *, x: Callable[[T], float], y: Callable[[T], float]) -> list[T]:
     """The points not dominated by another (higher-or-equal ``x`` and ``y``, one strictly higher).
 
     Both axes are higher-is-better (recall, queries/s). Returns the frontier sorted by ``x`` ascending

@@ -72,7 +72,11 @@ def _cell_by_id(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 # -- shared views -------------------------------------------------------------------------------------------
 def _models(doc: dict[str, Any]) -> list[str]:
     config = doc.get("config", {})
-    return list(dict.fromkeys([*config.get("models", []), *doc.get("models", {}), *(c["model"] for c in doc.get("cells", []))]))
+    return list(
+        dict.fromkeys(
+            [*config.get("models", []), *doc.get("models", {}), *(c["model"] for c in doc.get("cells", []))]
+        )
+    )
 
 
 def _answer_rows(doc: dict[str, Any]) -> list[list[str]]:
@@ -85,7 +89,16 @@ def _answer_rows(doc: dict[str, Any]) -> list[list[str]]:
             continue
         best = info.get("best")
         if best is None:
-            rows.append([model, f"no setting reaches recall@{info['recall_k']} >= {info['recall_target']:g}", "", "", "", ""])
+            rows.append(
+                [
+                    model,
+                    f"no setting reaches recall@{info['recall_k']} >= {info['recall_target']:g}",
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
             continue
         rows.append(
             [
@@ -106,13 +119,27 @@ ANSWER_HEADER = ["model", "fastest setting reaching the target", "recall", "quer
 def _quality_rows(doc: dict[str, Any], model: str) -> tuple[list[str], list[list[str]]]:
     ks = [int(k) for k in doc.get("config", {}).get("ks", [10])]
     k_main = recall_k(doc)
-    header = ["retriever", "setting"] + [f"{m}@{k}" for k in ks for m in QUALITY] + [
-        f"recall@{k_main}", "queries/s", "vs exact", "p50 ms", "p99 ms", "build s", "memory", "disk",
-    ]
+    header = (
+        ["retriever", "setting"]
+        + [f"{m}@{k}" for k in ks for m in QUALITY]
+        + [
+            f"recall@{k_main}",
+            "queries/s",
+            "vs exact",
+            "p50 ms",
+            "p99 ms",
+            "build s",
+            "memory",
+            "disk",
+        ]
+    )
     rows = []
     info = doc.get("models", {}).get(model, {})
     metrics = info.get("metrics", {})
-    for baseline, label in (("exact", "exact full ranking (evaluator)"), ("popularity", "popularity baseline")):
+    for baseline, label in (
+        ("exact", "exact full ranking (evaluator)"),
+        ("popularity", "popularity baseline"),
+    ):
         if baseline in metrics:
             values = metrics[baseline]
             rows.append([label, ""] + [_num(values.get(f"{m}@{k}")) for k in ks for m in QUALITY] + [""] * 8)
@@ -145,11 +172,23 @@ def _quality_rows(doc: dict[str, Any], model: str) -> tuple[list[str], list[list
 def _all_cell_rows(doc: dict[str, Any], model: str) -> tuple[list[str], list[list[str]]]:
     k_main = recall_k(doc)
     ks = [int(k) for k in doc.get("config", {}).get("ks", [k_main])]
-    header = ["retriever", "build", "query"] + [f"recall@{k}" for k in ks] + [
-        f"q/s @{k_main}", "vs exact", "p50 ms", "p99 ms", f"ndcg@{k_main}", "build s", "memory",
-    ]
+    header = (
+        ["retriever", "build", "query"]
+        + [f"recall@{k}" for k in ks]
+        + [
+            f"q/s @{k_main}",
+            "vs exact",
+            "p50 ms",
+            "p99 ms",
+            f"ndcg@{k_main}",
+            "build s",
+            "memory",
+        ]
+    )
     rows = []
-    cells = sorted(done_cells(doc, model), key=lambda c: (c["retriever"], -((point(c, k_main) or {}).get("recall") or 0)))
+    cells = sorted(
+        done_cells(doc, model), key=lambda c: (c["retriever"], -((point(c, k_main) or {}).get("recall") or 0))
+    )
     for cell in cells:
         main = point(cell, k_main) or {}
         rows.append(
@@ -169,9 +208,15 @@ def _all_cell_rows(doc: dict[str, Any], model: str) -> tuple[list[str], list[lis
 
 
 def _failures(doc: dict[str, Any]) -> list[str]:
-    lines = [f"model {name}: {info.get('error')}" for name, info in doc.get("models", {}).items() if info.get("status") == "failed"]
+    lines = [
+        f"model {name}: {info.get('error')}"
+        for name, info in doc.get("models", {}).items()
+        if info.get("status") == "failed"
+    ]
     lines += [
-        f"{c['model']} x {c['retriever']} {_setting(c)}: {c.get('error')}" for c in doc.get("cells", []) if c.get("status") == "failed"
+        f"{c['model']} x {c['retriever']} {_setting(c)}: {c.get('error')}"
+        for c in doc.get("cells", [])
+        if c.get("status") == "failed"
     ]
     return lines
 
@@ -195,10 +240,17 @@ def _protocol_items(doc: dict[str, Any]) -> list[tuple[str, str]]:
             card = info["protocol"]
             break
     runs = doc.get("runs", [])
-    loads = [f"{r.get('started', '?')}: {r.get('load_average_start')} -> {r.get('load_average_end')}" for r in runs]
+    loads = [
+        f"{r.get('started', '?')}: {r.get('load_average_start')} -> {r.get('load_average_end')}" for r in runs
+    ]
     items = [
         ("dataset", f"{config.get('dataset')} ({config.get('data_path') or 'generated'})"),
-        ("protocol", "; ".join(f"{k}: {_flat(v)}" for k, v in card.items()) if card else str(config.get("protocol") or "dataset default")),
+        (
+            "protocol",
+            "; ".join(f"{k}: {_flat(v)}" for k, v in card.items())
+            if card
+            else str(config.get("protocol") or "dataset default"),
+        ),
         ("models", ", ".join(config.get("models", []))),
         ("retrievers", ", ".join(config.get("retrievers", []))),
         ("cut-offs K", ", ".join(str(k) for k in config.get("ks", []))),
@@ -212,16 +264,25 @@ def _protocol_items(doc: dict[str, Any]) -> list[tuple[str, str]]:
             f"test users answered per second by one batched top-K query of every user (a K-interest user counts once;"
             f" interests merged in the core), median of {config.get('repeat')} passes after a warm-up pass",
         ),
-        ("latency", f"one-user top-K queries, {config.get('latency_queries')} users sampled with seed {config.get('seed')}"),
+        (
+            "latency",
+            f"one-user top-K queries, {config.get('latency_queries')} users sampled with seed {config.get('seed')}",
+        ),
         (
             "quality",
             "HitRate/NDCG@K of the list the index returns with the user's seen items excluded when the protocol masks"
             " them (the index is asked for K plus the exclusions, as zoo run does)",
         ),
         ("speed-up", "queries/s over exact search's queries/s for the same model, K and device"),
-        ("training", f"each model trained once on {config.get('device_resolved') or config.get('device')}, seed {config.get('seed')}"),
-        ("machine", f"{machine.get('cpu')}, {machine.get('usable_cores')} usable cores, {machine.get('memory_gb')} GB,"
-         f" GPU {machine.get('gpu') or 'none'}, torch threads {machine.get('torch_threads')}"),
+        (
+            "training",
+            f"each model trained once on {config.get('device_resolved') or config.get('device')}, seed {config.get('seed')}",
+        ),
+        (
+            "machine",
+            f"{machine.get('cpu')}, {machine.get('usable_cores')} usable cores, {machine.get('memory_gb')} GB,"
+            f" GPU {machine.get('gpu') or 'none'}, torch threads {machine.get('torch_threads')}",
+        ),
         ("load average (1, 5, 15 min) per run", "; ".join(loads) or "n/a"),
         ("versions", ", ".join(f"{k} {v}" for k, v in versions.items())),
     ]
@@ -268,7 +329,11 @@ def render_markdown(doc: dict[str, Any]) -> str:
             )
             parts.append("")
         header, rows = _quality_rows(doc, model)
-        parts += ["### Quality through each retriever (its fastest setting reaching the target)", "", _md_table(header, rows)]
+        parts += [
+            "### Quality through each retriever (its fastest setting reaching the target)",
+            "",
+            _md_table(header, rows),
+        ]
         header, rows = _all_cell_rows(doc, model)
         parts += ["", "### Every measured setting", "", _md_table(header, rows)]
     unavailable = doc.get("unavailable", [])
@@ -312,14 +377,26 @@ def _pareto_svg(doc: dict[str, Any], model: str) -> str:
         pts = []
         for c in own:
             m = point(c, k_main)
-            pts.append((float(m["recall"]), float(m["qps"]), f"{_setting(c)}: recall {m['recall']:.3f}, {m['qps']:,.0f} q/s"))
-        frontier_cells = pareto_frontier(own, x=lambda c: point(c, k_main)["recall"], y=lambda c: point(c, k_main)["qps"])
+            pts.append(
+                (
+                    float(m["recall"]),
+                    float(m["qps"]),
+                    f"{_setting(c)}: recall {m['recall']:.3f}, {m['qps']:,.0f} q/s",
+                )
+            )
+        frontier_cells = pareto_frontier(
+            own, x=lambda c: point(c, k_main)["recall"], y=lambda c: point(c, k_main)["qps"]
+        )
         ids = {id(c) for c in frontier_cells}
         series.append(Series(name=name, points=pts, frontier=[i for i, c in enumerate(own) if id(c) in ids]))
     highlight = None
     best = summary.get("best")
     if best and best.get("recall") is not None:
-        highlight = (float(best["recall"]), float(best["qps"]), f"fastest reaching the target: {best['retriever']} {_setting(best)}")
+        highlight = (
+            float(best["recall"]),
+            float(best["qps"]),
+            f"fastest reaching the target: {best['retriever']} {_setting(best)}",
+        )
     return pareto_plot(
         series,
         title=f"{model}: recall@{k_main} vs queries/s",
@@ -374,7 +451,10 @@ def render_html(doc: dict[str, Any]) -> str:
         builds = _build_rows(doc, model)
         if builds:
             build_bars = bar_chart(
-                [(b["label"], b["cell"].get("build_s"), f"{b['label']}: {b['cell'].get('build_s')} s") for b in builds],
+                [
+                    (b["label"], b["cell"].get("build_s"), f"{b['label']}: {b['cell'].get('build_s')} s")
+                    for b in builds
+                ],
                 title=f"{model}: index build time (log scale)",
                 unit="s",
                 log=True,
@@ -383,7 +463,9 @@ def render_html(doc: dict[str, Any]) -> str:
                 [
                     (
                         b["label"],
-                        (b["cell"].get("memory_bytes") or 0) / 2**20 if b["cell"].get("memory_bytes") is not None else None,
+                        (b["cell"].get("memory_bytes") or 0) / 2**20
+                        if b["cell"].get("memory_bytes") is not None
+                        else None,
                         f"{b['label']}: memory {_bytes(b['cell'].get('memory_bytes'))} ({b['cell'].get('memory_method')}),"
                         f" disk {_bytes(b['cell'].get('disk_bytes'))}",
                     )
@@ -396,15 +478,22 @@ def render_html(doc: dict[str, Any]) -> str:
             )
             parts.append(f"<div class='charts'>{build_bars}{memory_bars}</div>")
         header, rows = _all_cell_rows(doc, model)
-        parts.append(f"<details><summary>Every measured setting ({len(rows)})</summary>{_html_table(header, rows)}</details>")
+        parts.append(
+            f"<details><summary>Every measured setting ({len(rows)})</summary>{_html_table(header, rows)}</details>"
+        )
     unavailable = doc.get("unavailable", [])
     if unavailable:
         parts.append("<h2>Unavailable retrievers</h2><ul>")
-        parts += [f"<li>{escape(u['name'])}: {escape(u['reason'])}; install with <code>{escape(u['install'])}</code></li>" for u in unavailable]
+        parts += [
+            f"<li>{escape(u['name'])}: {escape(u['reason'])}; install with <code>{escape(u['install'])}</code></li>"
+            for u in unavailable
+        ]
         parts.append("</ul>")
     failures = _failures(doc)
     if failures:
-        parts.append("<h2>Failures</h2><ul>" + "".join(f"<li>{escape(line)}</li>" for line in failures) + "</ul>")
+        parts.append(
+            "<h2>Failures</h2><ul>" + "".join(f"<li>{escape(line)}</li>" for line in failures) + "</ul>"
+        )
     parts.append("<h2>Protocol card</h2><dl>")
     parts += [f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in _protocol_items(doc)]
     parts.append("</dl></body></html>")

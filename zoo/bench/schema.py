@@ -128,11 +128,15 @@ def load_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ModelFileError(f"{path}: no bench results here; run 'zoo bench ... --out {path.parent}' first") from None
+        raise ModelFileError(
+            f"{path}: no bench results here; run 'zoo bench ... --out {path.parent}' first"
+        ) from None
     except (OSError, ValueError) as exc:
         raise ModelFileError(f"{path}: unreadable bench results ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != BENCH_FORMAT:
-        raise ModelFileError(f"{path}: not a recall-zoo bench file (format {data.get('format') if isinstance(data, dict) else None!r})")
+        raise ModelFileError(
+            f"{path}: not a recall-zoo bench file (format {data.get('format') if isinstance(data, dict) else None!r})"
+        )
     version = data.get("schema_version")
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise ModelFileError(

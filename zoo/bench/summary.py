@@ -11,7 +11,11 @@ __all__ = ["baseline_qps", "done_cells", "point", "summarize"]
 
 
 def done_cells(doc: dict[str, Any], model: str | None = None) -> list[dict[str, Any]]:
-    return [c for c in doc.get("cells", []) if c.get("status") == "done" and (model is None or c.get("model") == model)]
+    return [
+        c
+        for c in doc.get("cells", [])
+        if c.get("status") == "done" and (model is None or c.get("model") == model)
+    ]
 
 
 def point(cell: dict[str, Any], k: int) -> dict[str, Any] | None:

@@ -15,7 +15,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22")
+PALETTE = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#7f7f7f",
+    "#bcbd22",
+)
 FONT = "font-family='system-ui, -apple-system, Segoe UI, sans-serif'"
 
 
@@ -88,7 +99,9 @@ def pareto_plot(
     def sy(y: float) -> float:
         return top + plot_h - (math.log10(y) - log_lo) / (log_hi - log_lo) * plot_h
 
-    out.append(f"<rect x='{left}' y='{top}' width='{plot_w}' height='{plot_h}' fill='#fafafa' stroke='#999'/>")
+    out.append(
+        f"<rect x='{left}' y='{top}' width='{plot_w}' height='{plot_h}' fill='#fafafa' stroke='#999'/>"
+    )
     step = 0.05 if x_hi - x_lo > 0.2 else 0.01
     tick = math.ceil(x_lo / step) * step
     while tick <= x_hi + 1e-9:
@@ -100,7 +113,9 @@ def pareto_plot(
         y = sy(value)
         out.append(f"<line x1='{left}' y1='{y:.1f}' x2='{left + plot_w}' y2='{y:.1f}' stroke='#e4e4e4'/>")
         out.append(f"<text x='{left - 6}' y='{y + 4:.1f}' text-anchor='end'>{_fmt_qps(value)}</text>")
-    out.append(f"<text x='{left + plot_w / 2}' y='{height - 10}' text-anchor='middle'>{escape(x_label)}</text>")
+    out.append(
+        f"<text x='{left + plot_w / 2}' y='{height - 10}' text-anchor='middle'>{escape(x_label)}</text>"
+    )
     out.append(
         f"<text x='16' y='{top + plot_h / 2}' text-anchor='middle' transform='rotate(-90 16 {top + plot_h / 2})'>"
         f"{escape(y_label)}</text>"
@@ -111,10 +126,14 @@ def pareto_plot(
             f"<line x1='{x:.1f}' y1='{top}' x2='{x:.1f}' y2='{top + plot_h}' stroke='#444' stroke-dasharray='5,4'>"
             f"<title>recall target {target:g}</title></line>"
         )
-        out.append(f"<text x='{x - 4:.1f}' y='{top + 12}' text-anchor='end' fill='#444'>target {target:g}</text>")
+        out.append(
+            f"<text x='{x - 4:.1f}' y='{top + 12}' text-anchor='end' fill='#444'>target {target:g}</text>"
+        )
     for index, s in enumerate(series):
         color = PALETTE[index % len(PALETTE)]
-        usable = [(i, p) for i, p in enumerate(s.points) if math.isfinite(p[0]) and math.isfinite(p[1]) and p[1] > 0]
+        usable = [
+            (i, p) for i, p in enumerate(s.points) if math.isfinite(p[0]) and math.isfinite(p[1]) and p[1] > 0
+        ]
         frontier = [s.points[i] for i in s.frontier if math.isfinite(s.points[i][0]) and s.points[i][1] > 0]
         if len(frontier) > 1:
             path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y, _ in sorted(frontier))
@@ -127,7 +146,9 @@ def pareto_plot(
                 f" stroke='{color}'><title>{escape(s.name)}: {escape(tip)}</title></circle>"
             )
         legend_y = top + 14 + index * 18
-        out.append(f"<rect x='{width - right + 14}' y='{legend_y - 9}' width='12' height='12' fill='{color}'/>")
+        out.append(
+            f"<rect x='{width - right + 14}' y='{legend_y - 9}' width='12' height='12' fill='{color}'/>"
+        )
         out.append(f"<text x='{width - right + 32}' y='{legend_y + 1}'>{escape(s.name)}</text>")
     if highlight is not None:
         x, y, tip = highlight
@@ -178,7 +199,9 @@ def bar_chart(
         out.append(
             f"<rect x='{left}' y='{y}' width='{w:.1f}' height='{bar_h}' fill='{color}'><title>{escape(tip)}</title></rect>"
         )
-        out.append(f"<text x='{left + w + 6:.1f}' y='{y + 12}'>{escape(_fmt_value(value))} {escape(unit)}</text>")
+        out.append(
+            f"<text x='{left + w + 6:.1f}' y='{y + 12}'>{escape(_fmt_value(value))} {escape(unit)}</text>"
+        )
     out.append("</svg>")
     return "".join(out)
 

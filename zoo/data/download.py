@@ -1,12 +1,14 @@
-"""Fetch, verify and safely extract the official GroupLens MovieLens archives.
+"""Fetch, verify and safely extract the dataset archives that dataset plugins declare.
 
-``download("movielens-1m")`` streams ``ml-1m.zip`` to a temporary file next to the destination,
-checks its sha256, validates every archive member before writing anything (no absolute paths, no
-``..``, no links or devices, nothing that resolves outside the target), extracts into a temporary
-folder and only then renames the dataset folder into place. A failure at any step leaves nothing
-behind: never a half-extracted dataset.
+A dataset plugin ships its archive in its spec (``DatasetSpec(archive=Archive(url, folder,
+checksum, size))``, see :mod:`zoo.data.archive`); ``download("movielens-1m")`` finds it through the
+registry, streams it to a temporary file next to the destination, checks its checksum, validates
+every archive member before writing anything (no absolute paths, no ``..``, no links or devices,
+nothing that resolves outside the target), extracts into a temporary folder and only then renames
+the dataset folder into place. A failure at any step leaves nothing behind: never a half-extracted
+dataset.
 
-The base URL can be pointed at a mirror with ``ZOO_DOWNLOAD_BASE_URL`` (the archives' file names
+The archives can be fetched from a mirror with ``ZOO_DOWNLOAD_BASE_URL`` (the archives' file names
 are appended to it); the checksums still apply.
 """
 
@@ -24,14 +26,17 @@ import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
+from zoo.data.archive import BASE_URL_ENV, Archive, parse_checksum
 from zoo.errors import DownloadError, UnknownNameError
 
-DEFAULT_BASE_URL = "https://files.grouplens.org/datasets/movielens"
-BASE_URL_ENV = "ZOO_DOWNLOAD_BASE_URL"
+__all__ = [
+    "BASE_URL_ENV", "Archive", "archives", "download", "extract_archive", "format_size", "get_archive",
+    "parse_checksum",
+]  # fmt: skip
+
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60.0
 
@@ -39,115 +44,67 @@ Progress = Callable[[int, "int | None"], None]
 """``progress(bytes_done, bytes_total)``; ``bytes_total`` is None when the size is unknown."""
 
 
-@dataclass(frozen=True)
-class Archive:
-    """One downloadable dataset archive.
+def archives(registry: Any = None) -> dict[str, Archive]:
+    """The archives the registered dataset plugins ship, by name, in registration order.
 
-    Attributes:
-        name: the name ``zoo data download`` understands (the dataset name, e.g. ``movielens-1m``).
-        filename: the archive's file name under the base URL.
-        folder: the top-level folder inside the archive, and the folder created under ``dest``.
-        checksum: ``"sha256:<hex>"`` (or ``"md5:<hex>"``) of the archive.
-        size: the archive's size in bytes, when known.
-        description: one line for ``zoo data list``.
+    Args:
+        registry: the registry to read; defaults to :func:`zoo.registry.default_registry`.
     """
+    if registry is None:
+        from zoo.registry import default_registry
 
-    name: str
-    filename: str
-    folder: str
-    checksum: str
-    size: int | None = None
-    description: str = ""
-
-    @property
-    def url(self) -> str:
-        """The archive's URL under the current base URL (``ZOO_DOWNLOAD_BASE_URL`` or GroupLens)."""
-        return f"{base_url()}/{self.filename}"
+        registry = default_registry()
+    found: dict[str, Archive] = {}
+    for spec in registry.specs("dataset"):
+        if spec.archive is not None:
+            found.setdefault(spec.archive.name, spec.archive)
+    return found
 
 
-# Checksums and sizes: tensorflow/datasets @ 1c076ac3c19c8ea83e1d1a75e0623c9a699e0d7c,
-# tensorflow_datasets/url_checksums/movielens.txt (sha256 and byte size of each GroupLens zip).
-# Cross-checked: the md5s published for ml-100k/1m/20m/25m (0e33842e..., c4d9eecf..., cd245b17...,
-# 6b51fb27...; eli-osherovich/papers_with_code, datasets/movielens/dl_config.py) are quoted next to
-# these same sha256 values in several independent repositories, and the ml-latest-small sha256
-# belongs to the 2018-09-26 release (100,836 ratings) that ../shared/data/movielens holds.
-ARCHIVES: dict[str, Archive] = {
-    a.name: a
-    for a in (
-        Archive(
-            "movielens-100k", "ml-100k.zip", "ml-100k",
-            "sha256:50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229", 4_924_029,
-            "MovieLens 100K (1998): 100,000 ratings, 943 users, 1,682 movies",
-        ),
-        Archive(
-            "movielens-1m", "ml-1m.zip", "ml-1m",
-            "sha256:a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20", 5_917_549,
-            "MovieLens 1M (2003): 1,000,209 ratings, 6,040 users, 3,706 movies",
-        ),
-        Archive(
-            "movielens-latest-small", "ml-latest-small.zip", "ml-latest-small",
-            "sha256:696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436", 978_202,
-            "MovieLens latest-small (2018-09): 100,836 ratings, 610 users, 9,742 movies",
-        ),
-        Archive(
-            "movielens-20m", "ml-20m.zip", "ml-20m",
-            "sha256:96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3", 198_702_078,
-            "MovieLens 20M (2015): 20,000,263 ratings, 138,493 users, 27,278 movies",
-        ),
-        Archive(
-            "movielens-25m", "ml-25m.zip", "ml-25m",
-            "sha256:8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa", 261_978_986,
-            "MovieLens 25M (2019): 25,000,095 ratings, 162,541 users, 62,423 movies",
-        ),
-    )
-}  # fmt: skip
-
-
-def base_url() -> str:
-    """The base URL archives are fetched from: ``$ZOO_DOWNLOAD_BASE_URL`` or GroupLens."""
-    return (os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
-
-
-def get_archive(name: str) -> Archive:
+def get_archive(name: str, registry: Any = None) -> Archive:
     """The archive called ``name`` (its folder name, e.g. ``ml-1m``, works too)."""
-    if name in ARCHIVES:
-        return ARCHIVES[name]
-    for archive in ARCHIVES.values():
+    table = archives(registry)
+    if name in table:
+        return table[name]
+    for archive in table.values():
         if name == archive.folder:
             return archive
     raise UnknownNameError(
         "downloadable dataset",
         name,
-        ARCHIVES,
+        table,
         hint="Other datasets: download them yourself and pass --data PATH.",
     )
 
 
 def download(
-    name: str,
+    name: str | Archive,
     dest: str | os.PathLike[str] | None = None,
     *,
     force: bool = False,
     url: str | None = None,
     checksum: str | None = None,
     progress: Progress | None = None,
+    registry: Any = None,
 ) -> Path:
     """Download, verify and extract dataset ``name``; return its folder (``dest/<folder>``).
 
     Args:
-        name: a key of :data:`ARCHIVES` (``movielens-1m``...) or its folder name (``ml-1m``).
+        name: a name :func:`archives` lists (``movielens-1m``...), its folder name (``ml-1m``), or
+            an :class:`Archive`.
         dest: the folder to extract into; defaults to :func:`zoo.data.locate.cache_dir`.
         force: download and replace the folder even when it is already there.
         url: fetch from this URL instead of the base URL (a mirror or a local copy).
         checksum: ``"sha256:<hex>"``, ``"md5:<hex>"`` or a bare hex digest (the algorithm is
             told by its length) that replaces the table's checksum.
         progress: called as ``progress(bytes_done, bytes_total)`` while downloading.
+        registry: where ``name`` is looked up; defaults to :func:`zoo.registry.default_registry`.
 
     Raises:
         UnknownNameError: ``name`` is not a downloadable dataset.
         DownloadError: the fetch failed, the checksum did not match or the archive is unsafe.
     """
-    archive = get_archive(name)
+    archive = name if isinstance(name, Archive) else get_archive(name, registry)
     if dest is None:
         from zoo.data.locate import cache_dir
 
@@ -157,7 +114,7 @@ def download(
     if target.is_dir() and not force:
         return target
     algorithm, expected = parse_checksum(checksum or archive.checksum)
-    source = url or archive.url
+    source = url or archive.download_url
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -168,43 +125,14 @@ def download(
         digest = _fetch(source, tmp_archive, algorithm, progress, archive.size)
         if digest != expected:
             raise DownloadError(
-                f"{source}: checksum mismatch ({algorithm} expected {expected}, got {digest}); the download is"
-                " corrupt or the archive changed upstream: retry, or download it yourself and pass --data PATH"
+                f"{source}: checksum mismatch ({algorithm} expected {expected}, got {digest}); the download"
+                " is corrupt or the archive changed upstream: retry, or download it yourself and pass"
+                " --data PATH"
             )
         with _temporary_dir(root) as staging:
             extract_archive(tmp_archive, staging, source=source)
             _install(staging / archive.folder, target, source=source)
     return target
-
-
-# --------------------------------------------------------------------------------------------
-# Checksums
-# --------------------------------------------------------------------------------------------
-_HEX_LENGTHS = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
-
-
-def parse_checksum(checksum: str) -> tuple[str, str]:
-    """``"sha256:<hex>"`` / ``"md5:<hex>"`` / bare hex -> (hashlib algorithm name, lowercase hex)."""
-    algorithm, sep, digest = checksum.strip().partition(":")
-    if not sep:
-        algorithm, digest = _HEX_LENGTHS.get(len(algorithm), ""), algorithm
-    algorithm, digest = algorithm.lower(), digest.lower()
-    if (
-        algorithm not in hashlib.algorithms_available
-        or not digest
-        or any(c not in "0123456789abcdef" for c in digest)
-    ):
-        raise DownloadError(f"checksum {checksum!r} is not 'sha256:<hex>', 'md5:<hex>' or a hex digest")
-    return algorithm, digest
-
-
-def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
-    """Hex digest of a file, read in chunks."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(CHUNK_BYTES), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,7 +324,8 @@ def _install(extracted: Path, target: Path, *, source: str) -> None:
     if not extracted.is_dir():
         found = sorted(p.name for p in extracted.parent.iterdir())
         raise DownloadError(
-            f"{source}: the archive has no top-level folder '{extracted.name}' (found: {', '.join(found) or 'nothing'})"
+            f"{source}: the archive has no top-level folder '{extracted.name}'"
+            f" (found: {', '.join(found) or 'nothing'})"
         )
     backup = None
     if target.exists():

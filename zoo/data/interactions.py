@@ -58,9 +58,13 @@ class Interactions:
             nulls = events[col].isna().to_numpy()
             if nulls.any():
                 row = int(np.flatnonzero(nulls)[0])
-                raise DataError(f"{self.where}: column '{col}' is empty in {int(nulls.sum())} row(s), first at row {row + 1}")
+                raise DataError(
+                    f"{self.where}: column '{col}' is empty in {int(nulls.sum())} row(s), first at row {row + 1}"
+                )
         if not pd.api.types.is_numeric_dtype(events["timestamp"]):
-            raise DataError(f"{self.where}: column 'timestamp' must be numeric (seconds or any monotone integer)")
+            raise DataError(
+                f"{self.where}: column 'timestamp' must be numeric (seconds or any monotone integer)"
+            )
         if "rating" in events.columns:
             rating = events["rating"]
             if not pd.api.types.is_numeric_dtype(rating):
@@ -83,15 +87,9 @@ class Interactions:
         if self.items is not None:
             for col in self.item_multivalue:
                 if col not in self.items.columns:
-                    raise DataError(f"{self.where}: multi-valued item column '{col}' is not in the item table")
-
-    @property
-    def user_side_columns(self) -> list[str]:
-        return [] if self.users is None else [c for c in self.users.columns if c != "user_id"]
-
-    @property
-    def item_side_columns(self) -> list[str]:
-        return [] if self.items is None else [c for c in self.items.columns if c != "item_id"]
+                    raise DataError(
+                        f"{self.where}: multi-valued item column '{col}' is not in the item table"
+                    )
 
     def stats(self) -> dict[str, Any]:
         """Counts for reports: interactions, users, items, density."""

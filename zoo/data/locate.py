@@ -1,4 +1,7 @@
-"""Where a folder-based dataset's files are: ``--data PATH``, ``ZOO_DATA_DIR`` or the download cache."""
+"""Where a folder-based dataset's files are: ``--data PATH``, ``ZOO_DATA_DIR`` or the download cache.
+
+Nothing else is searched: data is never found by walking up the directory tree.
+"""
 
 from __future__ import annotations
 
@@ -51,21 +54,13 @@ def resolve_data_path(spec: DatasetSpec, path: str | os.PathLike[str] | None) ->
     raise DataError(f"dataset '{spec.name}' needs its files: " + ", or ".join(how))
 
 
-def shared_movielens_dir() -> Path | None:
-    """The MovieLens folder tests and benchmarks use: ``$ZOO_DATA_DIR`` or ``../shared/data/movielens``.
+def env_data_dir() -> Path | None:
+    """The folder ``$ZOO_DATA_DIR`` names, or None when it is unset or not a folder.
 
-    Returns None when neither exists (callers skip with a clear reason).
+    Tests and benchmarks that need real data read it from here and skip with a clear reason when it
+    is None; nothing looks for data anywhere else (no search up the directory tree).
     """
     env = os.environ.get("ZOO_DATA_DIR")
-    if env and Path(env).is_dir():
-        return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent.parent / "shared" / "data" / "movielens"
-        if candidate.is_dir():
-            return candidate
-        candidate = parent / "shared" / "data" / "movielens"
-        if candidate.is_dir():
-            return candidate
-    cwd_candidate = Path.cwd().parent / "shared" / "data" / "movielens"
-    return cwd_candidate if cwd_candidate.is_dir() else None
+    if env and Path(env).expanduser().is_dir():
+        return Path(env).expanduser()
+    return None

@@ -100,7 +100,11 @@ class MatchData:
         train = role == TRAIN
 
         encoder = FeatureEncoder.fit(
-            users_raw[train], items_raw[train], interactions.users, interactions.items, interactions.item_multivalue
+            users_raw[train],
+            items_raw[train],
+            interactions.users,
+            interactions.items,
+            interactions.item_multivalue,
         )
         user_codes = encoder.encode_users(users_raw)
         item_codes = encoder.encode_items(items_raw)
@@ -112,7 +116,10 @@ class MatchData:
         item_counts[:FIRST_CODE] = 0
         user_side = encoder.side_vocab_sizes("user")
         item_side = encoder.side_vocab_sizes("item")
-        renamed_user = {col: (f"user_{col}" if col in item_side or col in ("user_id", "item_id") else col) for col in user_side}
+        renamed_user = {
+            col: (f"user_{col}" if col in item_side or col in ("user_id", "item_id") else col)
+            for col in user_side
+        }
         schema = Schema(
             user_vocab=encoder.user_vocab,
             item_vocab=encoder.item_vocab,
@@ -121,7 +128,9 @@ class MatchData:
             item_multivalue=tuple(c for c in item_side if c in encoder.item_multivalue),
             history_len=protocol.history_len,
         )
-        user_table = {renamed_user[c]: torch.from_numpy(v) for c, v in encoder.user_table(interactions.users).items()}
+        user_table = {
+            renamed_user[c]: torch.from_numpy(v) for c, v in encoder.user_table(interactions.users).items()
+        }
         item_table = {c: torch.from_numpy(v) for c, v in encoder.item_table(interactions.items).items()}
         test_targets = item_codes[ends - 1]
         card = protocol.card()
@@ -210,10 +219,14 @@ class MatchData:
         targets = (last_target - first_target + 1).clamp_min(0)
         windows = (targets + stride - 1) // stride
         owner_last = torch.repeat_interleave(last_target, windows)
-        offsets = torch.arange(int(windows.sum())) - torch.repeat_interleave(torch.cumsum(windows, 0) - windows, windows)
+        offsets = torch.arange(int(windows.sum())) - torch.repeat_interleave(
+            torch.cumsum(windows, 0) - windows, windows
+        )
         return owner_last - stride * offsets
 
-    def sequence_batch(self, ends: torch.Tensor, length: int | None = None, stride: int | None = None) -> Batch:
+    def sequence_batch(
+        self, ends: torch.Tensor, length: int | None = None, stride: int | None = None
+    ) -> Batch:
         """Inputs and next-item targets of windows ending at ``ends``: the history column holds the
         inputs [B, L] (left-padded with 0), ``next_item_id`` the target after each input (0 where there
         is none, and in the first ``L - stride`` columns, which are context only); user features as in
@@ -236,14 +249,22 @@ class MatchData:
         return batch
 
     def training_batches(
-        self, model: Any, batch_size: int, *, shuffle: bool = True, seed: int = 0, window_stride: int | None = None
+        self,
+        model: Any,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        window_stride: int | None = None,
     ) -> Any:
         """The batches ``model`` trains on: per-sample batches, or sequence windows for models whose
         ``training_data`` is ``"sequences"`` (trained on every position; ``window_stride`` as in
         :meth:`sequence_windows`)."""
         if getattr(model, "training_data", "samples") == "sequences":
             windows = self.sequence_windows(stride=window_stride)
-            return SequenceBatches(self, windows, batch_size, shuffle=shuffle, seed=seed, stride=window_stride)
+            return SequenceBatches(
+                self, windows, batch_size, shuffle=shuffle, seed=seed, stride=window_stride
+            )
         if window_stride is not None:
             raise UsageError(
                 f"window_stride applies to models trained on sequence windows (gru4rec, sasrec);"
@@ -266,7 +287,9 @@ class MatchData:
         targets = self.seq_items[positions].numpy().copy()
         targets[targets < FIRST_CODE] = -1
         exclude = self.seen_items(positions) if self.protocol.mask_seen else None
-        return RankingTask(users=users, targets=targets, catalogue=self.catalogue, exclude=exclude, name=split)
+        return RankingTask(
+            users=users, targets=targets, catalogue=self.catalogue, exclude=exclude, name=split
+        )
 
     def seen_items(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """CSR of catalogue rows of every item each user had before ``positions`` (OOV items skipped)."""
@@ -274,7 +297,9 @@ class MatchData:
         ends = positions.numpy()
         lengths = ends - starts
         owner = np.repeat(np.arange(len(lengths)), lengths)
-        index = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
+        index = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(
+            lengths.sum()
+        )
         rows = self.seq_items.numpy()[index] - FIRST_CODE
         keep = rows >= 0
         counts = np.bincount(owner[keep], minlength=len(lengths))
@@ -305,7 +330,15 @@ class TrainBatches:
     seeded run sees the same batches in the same order.
     """
 
-    def __init__(self, data: MatchData, positions: torch.Tensor, batch_size: int, *, shuffle: bool = True, seed: int = 0):
+    def __init__(
+        self,
+        data: MatchData,
+        positions: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+    ):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.data = data
@@ -331,8 +364,16 @@ class TrainBatches:
 class SequenceBatches(TrainBatches):
     """Shuffled mini-batches of sequence windows (see :meth:`MatchData.sequence_batch`)."""
 
-    def __init__(self, data: MatchData, ends: torch.Tensor, batch_size: int, *, shuffle: bool = True, seed: int = 0,
-                 stride: int | None = None):
+    def __init__(
+        self,
+        data: MatchData,
+        ends: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        stride: int | None = None,
+    ):
         super().__init__(data, ends, batch_size, shuffle=shuffle, seed=seed)
         self.stride = stride
 

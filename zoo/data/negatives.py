@@ -39,10 +39,14 @@ class UniformSampler(NegativeSampler):
         self.low, self.high = int(low), int(high)
 
     def sample(self, pos_ids: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randint(self.low, self.high, (pos_ids.shape[0], n), generator=generator).to(pos_ids.device)
+        return torch.randint(self.low, self.high, (pos_ids.shape[0], n), generator=generator).to(
+            pos_ids.device
+        )
 
     def log_q(self, ids: torch.Tensor) -> torch.Tensor:
-        return torch.full(ids.shape, -torch.log(torch.tensor(float(self.high - self.low))).item(), device=ids.device)
+        return torch.full(
+            ids.shape, -torch.log(torch.tensor(float(self.high - self.low))).item(), device=ids.device
+        )
 
 
 class PopularitySampler(NegativeSampler):
@@ -72,12 +76,16 @@ class PopularitySampler(NegativeSampler):
         return self
 
 
-def make_sampler(kind: str, item_vocab: int, counts: torch.Tensor | None, alpha: float = 0.75, low: int = 1) -> NegativeSampler:
+def make_sampler(
+    kind: str, item_vocab: int, counts: torch.Tensor | None, alpha: float = 0.75, low: int = 1
+) -> NegativeSampler:
     """Build the offline sampler named ``kind`` ("uniform" or "popularity") over ids ``low..item_vocab-1``."""
     if kind == "uniform":
         return UniformSampler(low, item_vocab)
     if kind == "popularity":
         if counts is None:
-            raise UsageError("popularity negatives need item counts (the pipeline passes them; pass item_counts=...)")
+            raise UsageError(
+                "popularity negatives need item counts (the pipeline passes them; pass item_counts=...)"
+            )
         return PopularitySampler(counts, alpha)
     raise UsageError(f"negative sampler {kind!r} is unknown; use uniform or popularity")

@@ -73,7 +73,9 @@ class Protocol:
                 f"protocol time_precision {self.time_precision!r} is unknown; use one of {', '.join(TIME_PRECISIONS)}"
             )
         if self.min_user_events < 3:
-            raise UsageError("protocol min_user_events must be >= 3 (one event each for train, valid and test)")
+            raise UsageError(
+                "protocol min_user_events must be >= 3 (one event each for train, valid and test)"
+            )
 
     def replace(self, **changes: Any) -> Protocol:
         """A copy with ``changes``; the name becomes ``<name>+custom`` when anything changed (unless a
@@ -81,11 +83,15 @@ class Protocol:
         fields = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - fields)
         if unknown:
-            raise UsageError(f"protocol has no setting {', '.join(map(repr, unknown))}; settings: {', '.join(sorted(fields))}")
+            raise UsageError(
+                f"protocol has no setting {', '.join(map(repr, unknown))}; settings: {', '.join(sorted(fields))}"
+            )
         changes = {k: v for k, v in changes.items() if v is not None and getattr(self, k) != v}
         if not changes:
             return self
-        name = changes.pop("name", None) or (self.name if self.name.endswith("+custom") else f"{self.name}+custom")
+        name = changes.pop("name", None) or (
+            self.name if self.name.endswith("+custom") else f"{self.name}+custom"
+        )
         return dataclasses.replace(self, name=name, **changes)
 
     # -- filters ----------------------------------------------------------------------------------
@@ -106,7 +112,9 @@ class Protocol:
             events, rounds = _k_core(events, self.user_core, self.item_core)
             removed["k_core_rounds"] = rounds
         if len(events) == 0:
-            raise DataError(f"{interactions.where}: no interactions left after the '{self.name}' protocol's filters")
+            raise DataError(
+                f"{interactions.where}: no interactions left after the '{self.name}' protocol's filters"
+            )
         return events, removed
 
     def time_keys(self, timestamps: np.ndarray) -> np.ndarray:
@@ -138,7 +146,8 @@ class Protocol:
             ),
             "time_precision": self.time_precision,
             "masking": (
-                "the user's earlier items are removed from the ranking" if self.mask_seen
+                "the user's earlier items are removed from the ranking"
+                if self.mask_seen
                 else "none: earlier items stay in the ranking"
             ),
             "candidates": "full ranking over every item of the training vocabulary (no sampled candidates)",

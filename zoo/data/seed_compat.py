@@ -46,7 +46,9 @@ def negative_probabilities(counts: np.ndarray, sample_method: int) -> np.ndarray
         rank[np.argsort(-counts, kind="stable")] = np.arange(len(counts))
         weights = (np.log(rank + 2) - np.log(rank + 1)) / np.log(len(counts) + 1)
     else:
-        raise UsageError(f"sample_method must be one of {sorted(SAMPLE_METHODS)} ({SAMPLE_METHODS}), got {sample_method!r}")
+        raise UsageError(
+            f"sample_method must be one of {sorted(SAMPLE_METHODS)} ({SAMPLE_METHODS}), got {sample_method!r}"
+        )
     return weights / weights.sum()
 
 
@@ -67,7 +69,9 @@ def sample_negatives(
     while clash.any():
         rounds += 1
         if rounds > 1000:  # an item holding (almost) all the probability mass
-            raise DataError("cannot draw negatives different from the positive: one item holds nearly all the mass")
+            raise DataError(
+                "cannot draw negatives different from the positive: one item holds nearly all the mass"
+            )
         draws[clash] = items[rng.choice(len(items), size=int(clash.sum()), p=probs)]
         clash = draws == positives[:, None]
     return draws
@@ -136,7 +140,9 @@ def generate_seq_feature_match(
     lengths = np.diff(np.concatenate([starts_per_user, [len(users)]]))
     start = np.repeat(starts_per_user, lengths)
     position = np.arange(len(users)) - start
-    is_last = np.repeat(np.concatenate([starts_per_user[1:], [len(users)]]) - 1, lengths) == np.arange(len(users))
+    is_last = np.repeat(np.concatenate([starts_per_user[1:], [len(users)]]) - 1, lengths) == np.arange(
+        len(users)
+    )
     long_enough = np.repeat(lengths >= max(min_item, 0), lengths)
     sample = long_enough & (position >= 1)
 
@@ -155,7 +161,9 @@ def generate_seq_feature_match(
     train = frame(train_rows)
     if neg_ratio > 0 or mode in (1, 2):
         catalogue, counts = np.unique(items, return_counts=True)
-        negatives = sample_negatives(items[train_rows], catalogue, negative_probabilities(counts, sample_method), neg_ratio, rng)
+        negatives = sample_negatives(
+            items[train_rows], catalogue, negative_probabilities(counts, sample_method), neg_ratio, rng
+        )
     if mode == 0:
         train["label"] = 1
         if neg_ratio > 0:
@@ -175,7 +183,12 @@ def generate_seq_feature_match(
 
 
 def pad_sequences(
-    sequences: Any, maxlen: int | None = None, dtype: Any = "int64", padding: str = "pre", truncating: str = "pre", value: Any = 0
+    sequences: Any,
+    maxlen: int | None = None,
+    dtype: Any = "int64",
+    padding: str = "pre",
+    truncating: str = "pre",
+    value: Any = 0,
 ) -> np.ndarray:
     """Pad/truncate variable-length sequences to a ``[n, maxlen]`` array (Keras semantics), vectorised.
 
@@ -233,7 +246,10 @@ def gen_model_input(
 ) -> dict[str, np.ndarray]:
     """Join user and item profiles, pad every ``hist_*`` column to ``seq_max_len`` and return the
     model input dict (the seed's function)."""
-    for frame, key, what in ((user_profile, user_col, "user_profile"), (item_profile, item_col, "item_profile")):
+    for frame, key, what in (
+        (user_profile, user_col, "user_profile"),
+        (item_profile, item_col, "item_profile"),
+    ):
         if key not in frame.columns:
             raise DataError(f"gen_model_input: {what} has no '{key}' column")
     merged = df.merge(user_profile, on=user_col, how="left", suffixes=("", "_user"))
@@ -242,7 +258,9 @@ def gen_model_input(
     for col in merged.columns:
         values = merged[col]
         if col.startswith("hist_"):
-            out[col] = pad_sequences(values.to_numpy(), maxlen=seq_max_len, padding=padding, truncating=truncating)
+            out[col] = pad_sequences(
+                values.to_numpy(), maxlen=seq_max_len, padding=padding, truncating=truncating
+            )
         elif col.startswith("histlen_"):
             out[col] = np.minimum(values.to_numpy(), seq_max_len)
         elif col == "neg_items" and values.dtype == object:
@@ -274,7 +292,9 @@ def _tensor_columns(x: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         out[key] = torch.from_numpy(array)
         lengths.add(out[key].shape[0])
     if len(lengths) > 1:
-        raise DataError(f"input columns have different lengths {sorted(lengths)}; every column needs one value per row")
+        raise DataError(
+            f"input columns have different lengths {sorted(lengths)}; every column needs one value per row"
+        )
     return out
 
 
@@ -285,7 +305,15 @@ class DictLoader:
     shuffle draws a new permutation each pass.
     """
 
-    def __init__(self, x: Mapping[str, Any], batch_size: int, *, y: Any = None, shuffle: bool = False, seed: int | None = None):
+    def __init__(
+        self,
+        x: Mapping[str, Any],
+        batch_size: int,
+        *,
+        y: Any = None,
+        shuffle: bool = False,
+        seed: int | None = None,
+    ):
         if batch_size < 1:
             raise UsageError(f"batch_size must be >= 1, got {batch_size}")
         self.columns = _tensor_columns(x)
@@ -333,7 +361,11 @@ class MatchDataGenerator:
         self.seed = seed
 
     def generate_dataloader(
-        self, x_test_user: Mapping[str, Any], x_all_item: Mapping[str, Any], batch_size: int, num_workers: int = 8
+        self,
+        x_test_user: Mapping[str, Any],
+        x_all_item: Mapping[str, Any],
+        batch_size: int,
+        num_workers: int = 8,
     ) -> tuple[DictLoader, DictLoader, DictLoader]:
         train = DictLoader(self.x, batch_size, y=self.y, shuffle=True, seed=self.seed)
         test = DictLoader(x_test_user, batch_size)

@@ -1,7 +1,9 @@
 """Models: the RecallModel contract and a lazy facade over the model registry.
 
 ``from zoo.models import DSSM`` resolves ``DSSM`` through the installed plugins (the ``dssm`` model),
-so the seed tutorial's imports keep working while every model stays a plugin.
+so the seed tutorial's imports keep working while every model stays a plugin. What it returns is the
+class bound to its spec (``ModelSpec.load()``): a subclass of the plugin's class whose models read
+their registry name, family, train modes and training data from the spec.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from zoo.models.base import RecallModel, TrainOutputs
 __all__ = ["RecallModel", "TrainOutputs", "load_model"]
 
 
-def load_model(directory: str | os.PathLike[str], *, map_location: Any = "cpu", registry: Any = None) -> RecallModel:
+def load_model(
+    directory: str | os.PathLike[str], *, map_location: Any = "cpu", registry: Any = None
+) -> RecallModel:
     """Load a model saved with ``model.save(dir)``, finding its class through the plugin registry."""
     from zoo.registry import default_registry
 
@@ -38,4 +42,6 @@ def __getattr__(name: str) -> Any:
         factory = spec.factory if isinstance(spec.factory, str) else ""
         if factory.rpartition(":")[2].rpartition(".")[2] == name:
             return spec.load()
-    raise AttributeError(f"module 'zoo.models' has no attribute {name!r} (no installed model plugin provides it)")
+    raise AttributeError(
+        f"module 'zoo.models' has no attribute {name!r} (no installed model plugin provides it)"
+    )

@@ -63,7 +63,9 @@ class EmbeddingBank(nn.Module):
         try:
             return self.features[name]
         except KeyError:
-            raise UsageError(f"feature '{name}' is not one of this model's features: {', '.join(self.features)}") from None
+            raise UsageError(
+                f"feature '{name}' is not one of this model's features: {', '.join(self.features)}"
+            ) from None
 
     def table(self, name: str) -> nn.Embedding:
         """The embedding table that feature (or table) ``name`` reads."""
@@ -150,6 +152,3 @@ class EmbeddingBank(nn.Module):
     def output_dim(self, names: Sequence[str]) -> int:
         """Width of :meth:`concat` over ``names``."""
         return sum(self.feature(name).embed_dim for name in names)
-
-    def embedding_parameters(self) -> list[nn.Parameter]:
-        return [table.weight for table in self.tables.values()]

@@ -154,7 +154,9 @@ def label_aware_attention(
     return readout, weights
 
 
-def _signed_power_logits(scores: torch.Tensor, power: float, mask: torch.Tensor | None, eps: float) -> torch.Tensor:
+def _signed_power_logits(
+    scores: torch.Tensor, power: float, mask: torch.Tensor | None, eps: float
+) -> torch.Tensor:
     """``sign(s) |s|^p`` shifted so that each row's largest is 0 (the softmax is unchanged), computed
     without overflow: with ``M`` the row's largest ``|s|`` and ``g = sign(s) (|s| / M)^p`` in [-1, 1],
     ``f - max f = M^p (g - max g)``. ``M^p`` is capped at e^60: past it the weights are one-hot to float
@@ -230,9 +232,12 @@ class CapsuleRouting(nn.Module):
             # position-independent start trains far faster than L independent random maps.
             start = torch.randn(self.num_interests, self.output_dim, self.input_dim) * std
             self.weight = nn.Parameter(start.unsqueeze(0).repeat(self.max_length, 1, 1, 1))
-        initial = torch.randn(self.num_interests, self.max_length) * float(init_std) if init == "normal" else None
+        initial = (
+            torch.randn(self.num_interests, self.max_length) * float(init_std) if init == "normal" else None
+        )
         self.register_buffer(
-            "initial_logits", initial if initial is not None else torch.zeros(self.num_interests, self.max_length)
+            "initial_logits",
+            initial if initial is not None else torch.zeros(self.num_interests, self.max_length),
         )
 
     def predictions(self, values: torch.Tensor) -> torch.Tensor:
@@ -299,7 +304,12 @@ class SelfAttentiveInterests(nn.Module):
     """
 
     def __init__(
-        self, dim: int, num_interests: int, hidden_dim: int | None = None, max_length: int = 50, positional: bool = True
+        self,
+        dim: int,
+        num_interests: int,
+        hidden_dim: int | None = None,
+        max_length: int = 50,
+        positional: bool = True,
     ) -> None:
         super().__init__()
         self.dim, self.num_interests, self.max_length = int(dim), int(num_interests), int(max_length)
@@ -362,14 +372,18 @@ class InterestInputs(nn.Module):
     ) -> None:
         super().__init__()
         if not history_features:
-            raise UsageError(f"{owner}: history_features must hold the behaviour sequence (a SequenceFeature)")
+            raise UsageError(
+                f"{owner}: history_features must hold the behaviour sequence (a SequenceFeature)"
+            )
         history = history_features[0]
         if not isinstance(history, SequenceFeature):
             raise UsageError(f"{owner}: history feature '{history.name}' must be a SequenceFeature")
         if int(max_length) < 1:
             raise UsageError(f"{owner}: max_length must be >= 1, got {max_length}")
         if not 0 <= int(recent) <= int(max_length):
-            raise UsageError(f"{owner}: recent_history must be between 0 and max_length ({max_length}), got {recent}")
+            raise UsageError(
+                f"{owner}: recent_history must be between 0 and max_length ({max_length}), got {recent}"
+            )
         self.max_length = int(max_length)
         self.recent = int(recent)
         self.history_name = history.name
@@ -389,10 +403,14 @@ class InterestInputs(nn.Module):
                     " space, so give them the same embed_dim (or drop the side features)"
                 )
             if feature.name in self.item_names and isinstance(feature, DenseFeature):
-                raise UsageError(f"{owner}: dense item feature '{feature.name}' cannot be averaged into item vectors")
+                raise UsageError(
+                    f"{owner}: dense item feature '{feature.name}' cannot be averaged into item vectors"
+                )
         history_names = {f.name for f in history_features}
         # A user feature named like the history (the seed's pooled hist_movie_id) reads the same ids.
-        self.pooled_history = [f.name for f in user_features if f.name in history_names] if use_profile else []
+        self.pooled_history = (
+            [f.name for f in user_features if f.name in history_names] if use_profile else []
+        )
         profile = [f for f in user_features if f.name not in history_names] if use_profile else []
         self.profile_names = [f.name for f in profile]
         self.bank = EmbeddingBank([*profile, history, *item_features], init_std=init_std)
@@ -400,7 +418,9 @@ class InterestInputs(nn.Module):
     @property
     def profile_dim(self) -> int:
         """Width of :meth:`profile`."""
-        return self.bank.output_dim(self.profile_names) + self.dim * (len(self.pooled_history) + bool(self.recent))
+        return self.bank.output_dim(self.profile_names) + self.dim * (
+            len(self.pooled_history) + bool(self.recent)
+        )
 
     def sequence(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """History embeddings [B, max_length, D] and mask [B, max_length]: real items right-aligned,
@@ -415,21 +435,23 @@ class InterestInputs(nn.Module):
         values, mask = self.bank.sequence({self.history_name: ids}, self.history_name)
         length = values.shape[1]
         if length > self.max_length:
-            values, mask = values[:, -self.max_length:], mask[:, -self.max_length:]
+            values, mask = values[:, -self.max_length :], mask[:, -self.max_length :]
         elif length < self.max_length:
             pad = self.max_length - length
             values = F.pad(values, (0, 0, pad, 0))
             mask = F.pad(mask, (pad, 0), value=False)
         return values * mask.unsqueeze(-1).to(values.dtype), mask
 
-    def profile(self, batch: Batch, history: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor | None:
+    def profile(
+        self, batch: Batch, history: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor | None:
         """The other user features concatenated [B, profile_dim], or None when there are none."""
         parts = [self.bank.embed(batch, name) for name in self.profile_names]
         if self.pooled_history or self.recent:
             values, mask = history if history is not None else self.sequence(batch)
             parts += [masked_mean(values, mask)] * len(self.pooled_history)
             if self.recent:  # right-aligned: the last columns are the most recent behaviours
-                parts.append(masked_mean(values[:, -self.recent:], mask[:, -self.recent:]))
+                parts.append(masked_mean(values[:, -self.recent :], mask[:, -self.recent :]))
         return torch.cat(parts, dim=-1) if parts else None
 
     def items(self, batch: Batch) -> torch.Tensor:

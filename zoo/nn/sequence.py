@@ -91,11 +91,15 @@ def split_history(
     if not isinstance(history, SequenceFeature):
         raise UsageError(f"{model}: the history feature '{history.name}' must be a SequenceFeature")
     if len(candidates) > 1:
-        raise UsageError(f"{model}: reads one history sequence, got {len(candidates)} ({', '.join(f.name for f in candidates)})")
+        raise UsageError(
+            f"{model}: reads one history sequence, got {len(candidates)} ({', '.join(f.name for f in candidates)})"
+        )
     side = [f for f in user_features if f.name != history.name]
     for feature in side:
         if isinstance(feature, SequenceFeature) and feature.pooling is None:
-            raise UsageError(f"{model}: user feature '{feature.name}' is a raw sequence; give it pooling 'mean' or 'sum'")
+            raise UsageError(
+                f"{model}: user feature '{feature.name}' is a raw sequence; give it pooling 'mean' or 'sum'"
+            )
     return side, history
 
 
@@ -169,7 +173,9 @@ class MaskedGRU(nn.Module):
     empty row.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0, bias: bool = True) -> None:
+    def __init__(
+        self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0, bias: bool = True
+    ) -> None:
         super().__init__()
         if int(num_layers) < 1:
             raise UsageError(f"GRU num_layers must be >= 1, got {num_layers}")
@@ -177,7 +183,11 @@ class MaskedGRU(nn.Module):
             raise UsageError(f"GRU dropout must be in [0, 1), got {dropout}")
         self.hidden_size = int(hidden_size)
         self.gru = nn.GRU(
-            int(input_size), self.hidden_size, num_layers=int(num_layers), batch_first=True, bias=bias,
+            int(input_size),
+            self.hidden_size,
+            num_layers=int(num_layers),
+            batch_first=True,
+            bias=bias,
             dropout=float(dropout) if int(num_layers) > 1 else 0.0,
         )
 
@@ -207,7 +217,9 @@ class _CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         batch, length, dim = x.shape
-        q, k, v = self.qkv(x).view(batch, length, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = (
+            self.qkv(x).view(batch, length, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
+        )
         attended = F.scaled_dot_product_attention(
             q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
         )
@@ -217,7 +229,9 @@ class _CausalSelfAttention(nn.Module):
 class _Block(nn.Module):
     """Pre-LayerNorm transformer block: ``x + attn(LN(x))`` then ``x + FFN(LN(x))``."""
 
-    def __init__(self, dim: int, num_heads: int, dropout: float, ffn_dim: int, activation: str, eps: float) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, dropout: float, ffn_dim: int, activation: str, eps: float
+    ) -> None:
         super().__init__()
         self.attn_norm = nn.LayerNorm(dim, eps=eps)
         self.attn = _CausalSelfAttention(dim, num_heads, dropout)
@@ -273,7 +287,9 @@ class CausalTransformer(nn.Module):
         if num_blocks < 1:
             raise UsageError(f"num_blocks must be >= 1, got {num_blocks}")
         if num_heads < 1 or dim % num_heads:
-            raise UsageError(f"num_heads ({num_heads}) must be a positive divisor of the embedding size ({dim})")
+            raise UsageError(
+                f"num_heads ({num_heads}) must be a positive divisor of the embedding size ({dim})"
+            )
         if not 0.0 <= float(dropout) < 1.0:
             raise UsageError(f"dropout must be in [0, 1), got {dropout}")
         if activation not in ("relu", "gelu"):
@@ -285,7 +301,8 @@ class CausalTransformer(nn.Module):
         nn.init.normal_(self.positions.weight, std=0.02)
         self.input_dropout = nn.Dropout(float(dropout))
         self.blocks = nn.ModuleList(
-            _Block(dim, num_heads, float(dropout), int(ffn_dim or dim), activation, eps) for _ in range(num_blocks)
+            _Block(dim, num_heads, float(dropout), int(ffn_dim or dim), activation, eps)
+            for _ in range(num_blocks)
         )
         self.final_norm = nn.LayerNorm(dim, eps=eps)
 
@@ -336,7 +353,11 @@ class ItemTower(nn.Module):
         self.output_dim = int(output_dim)
         self.direct = id_dim == self.output_dim
         if self.direct:
-            self.side = nn.Linear(bank.output_dim(self.side_names), self.output_dim, bias=False) if self.side_names else None
+            self.side = (
+                nn.Linear(bank.output_dim(self.side_names), self.output_dim, bias=False)
+                if self.side_names
+                else None
+            )
             if self.side is not None:
                 nn.init.zeros_(self.side.weight)
             self.project = None

@@ -28,8 +28,7 @@ import numpy as np
 
 from zoo._version import __version__
 from zoo.errors import ModelFileError, UsageError
-from zoo.io import atomic_dir, commit_dir, read_json_header
-from zoo.io import sha256_file as _sha256
+from zoo.io import atomic_dir, commit_dir, file_records, read_json_header, verify_files
 
 HEADER_FILE = "index.json"
 IDS_FILE = "ids.npy"
@@ -62,20 +61,7 @@ def normalize_rows(array: np.ndarray) -> np.ndarray:
 
 def _verify_files(directory: Path, header: dict[str, Any]) -> None:
     """Reject a truncated or corrupted index before any backend library parses it (which may crash)."""
-    files = header.get("files")
-    if not isinstance(files, dict) or not files:
-        raise ModelFileError(f"{directory / HEADER_FILE}: header lists no index files; save the index again")
-    for name, info in files.items():
-        path = directory / name
-        if not path.is_file():
-            raise ModelFileError(f"{path}: missing index file; the index folder is incomplete, rebuild it")
-        if path.stat().st_size != info.get("bytes"):
-            raise ModelFileError(
-                f"{path}: {path.stat().st_size} bytes, the header says {info.get('bytes')}; the file is truncated or"
-                " corrupted, rebuild the index"
-            )
-        if _sha256(path) != info.get("sha256"):
-            raise ModelFileError(f"{path}: checksum mismatch; the file is corrupted, rebuild the index")
+    verify_files(directory, header.get("files"), header=directory / HEADER_FILE, what="rebuild the index")
 
 
 class Retriever(ABC):
@@ -134,7 +120,9 @@ class Retriever(ABC):
     def add(self, vectors: Any, ids: Any) -> Retriever:
         """Append vectors with new unique ``ids`` to a fitted index."""
         if not self.supports_add:
-            raise UsageError(f"retriever '{self.name}' cannot add to a built index; call fit() with all vectors")
+            raise UsageError(
+                f"retriever '{self.name}' cannot add to a built index; call fit() with all vectors"
+            )
         if self.dim is None:
             return self.fit(vectors, ids)
         matrix, _ = as_matrix(vectors, what="item vectors")
@@ -215,9 +203,7 @@ class Retriever(ABC):
             np.save(tmp / IDS_FILE, self._ids, allow_pickle=False)
             self._save_index(tmp)
             header = self.header()
-            header["files"] = {
-                f.name: {"bytes": f.stat().st_size, "sha256": _sha256(f)} for f in sorted(tmp.iterdir()) if f.is_file()
-            }
+            header["files"] = file_records(tmp)
             (tmp / HEADER_FILE).write_text(json.dumps(header, indent=2, sort_keys=True) + "\n")
             commit_dir(tmp, target)
         except BaseException:
@@ -229,7 +215,10 @@ class Retriever(ABC):
     def read_header(cls, directory: str | os.PathLike[str]) -> dict[str, Any]:
         """The index's ``index.json`` header, checked for format and version."""
         return read_json_header(
-            Path(directory) / HEADER_FILE, format_name=FORMAT_NAME, format_version=FORMAT_VERSION, what="an index"
+            Path(directory) / HEADER_FILE,
+            format_name=FORMAT_NAME,
+            format_version=FORMAT_VERSION,
+            what="an index",
         )
 
     @classmethod
@@ -241,13 +230,17 @@ class Retriever(ABC):
                 f"{directory}: index was built by backend '{header.get('backend')}', not '{cls.name}'"
             )
         _verify_files(Path(directory), header)
-        retriever = cls(metric=header["metric"], **header.get("build_params", {}), **header.get("query_params", {}))
+        retriever = cls(
+            metric=header["metric"], **header.get("build_params", {}), **header.get("query_params", {})
+        )
         try:
             ids = np.load(Path(directory) / IDS_FILE, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise ModelFileError(f"{Path(directory) / IDS_FILE}: unreadable id file ({exc})") from exc
         if ids.dtype != np.int64 or ids.ndim != 1 or ids.shape[0] != header.get("count"):
-            raise ModelFileError(f"{Path(directory) / IDS_FILE}: id file does not match the header (count {header.get('count')})")
+            raise ModelFileError(
+                f"{Path(directory) / IDS_FILE}: id file does not match the header (count {header.get('count')})"
+            )
         retriever.dim = int(header["dim"])
         retriever._ids = ids
         retriever._load_index(Path(directory))
@@ -261,7 +254,9 @@ class Retriever(ABC):
         ids = self._ids
         cached = self._positional_ids
         if cached is None or cached[0] is not ids:
-            positional = ids.size == 0 or (int(ids[-1]) == ids.size - 1 and np.array_equal(ids, np.arange(ids.size)))
+            positional = ids.size == 0 or (
+                int(ids[-1]) == ids.size - 1 and np.array_equal(ids, np.arange(ids.size))
+            )
             cached = self._positional_ids = (ids, bool(positional))
         return cached[1]
 
@@ -270,7 +265,9 @@ class Retriever(ABC):
 
     def _check_dim(self, matrix: np.ndarray, what: str) -> None:
         if matrix.shape[1] != self.dim:
-            raise UsageError(f"{what} have dimension {matrix.shape[1]}, but the index holds dimension {self.dim}")
+            raise UsageError(
+                f"{what} have dimension {matrix.shape[1]}, but the index holds dimension {self.dim}"
+            )
 
     @staticmethod
     def _check_ids(ids: Any, n: int, existing: np.ndarray | None) -> np.ndarray:

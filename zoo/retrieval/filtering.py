@@ -9,7 +9,9 @@ import numpy as np
 from zoo.retrieval.merge import query_interests
 
 
-def drop_excluded(ids: np.ndarray, scores: np.ndarray, exclude: tuple[np.ndarray, np.ndarray], topk: int) -> tuple[np.ndarray, np.ndarray]:
+def drop_excluded(
+    ids: np.ndarray, scores: np.ndarray, exclude: tuple[np.ndarray, np.ndarray], topk: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Remove each row's excluded ids (CSR of ids) from ranked results and keep the first ``topk``.
 
     Vectorised: a (row, id) key per candidate is looked up in the sorted excluded keys.
@@ -21,7 +23,9 @@ def drop_excluded(ids: np.ndarray, scores: np.ndarray, exclude: tuple[np.ndarray
     excluded_keys = np.sort(owner * stride + excluded)
     keys = np.arange(rows, dtype=np.int64)[:, None] * stride + ids
     position = np.searchsorted(excluded_keys, keys).clip(max=max(len(excluded_keys) - 1, 0))
-    drop = (ids < 0) | ((excluded_keys[position] == keys) if len(excluded_keys) else np.zeros_like(ids, dtype=bool))
+    drop = (ids < 0) | (
+        (excluded_keys[position] == keys) if len(excluded_keys) else np.zeros_like(ids, dtype=bool)
+    )
     order = np.argsort(drop, axis=1, kind="stable")[:, :topk]
     kept_ids = np.take_along_axis(ids, order, axis=1)
     kept_scores = np.take_along_axis(scores, order, axis=1)

@@ -37,6 +37,7 @@ from zoo.specs import NAME_PATTERN, DatasetSpec
 
 __all__ = ["DatasetConformance"]
 
+
 class DatasetConformance:
     """Tests every dataset must pass. Subclass with a name ``Test...`` so pytest collects it.
 
@@ -152,7 +153,9 @@ class DatasetConformance:
         data = MatchData.from_interactions(interactions, protocol)
         summary = data.summary()
         assert summary["users"] > 0 and summary["items"] > 0
-        assert summary["train_samples"] > 0, "no training sample survives the protocol; write larger test files"
+        assert summary["train_samples"] > 0, (
+            "no training sample survives the protocol; write larger test files"
+        )
         assert data.ranking_task("test").num_users == summary["users"]
 
     # -- bad input ------------------------------------------------------------------------------------

@@ -10,11 +10,13 @@ same suite (``tests/test_model_conformance.py``, parametrised over the registry)
     class TestMyModel(ModelConformance):
         model_name = "my-model"
         plugin = zoo_my_model        # registered for the suite; leave None to use the installed plugin
-        params = {"embed_dim": 16}   # over the spec's defaults, for every test
+        params = {"embed_dim": 16}   # over the spec's presets, for every test
 
 What it checks, on a tiny built-in ``synthetic`` log (sizes are class attributes you may change):
 
-* the spec and the class agree (registry name, family, train modes, ``from_schema``);
+* the spec is consistent (its preset's mode is one of its train modes, its summary is JSON) and the
+  class it loads is bound to it: models report the spec's name, family, train modes and training data
+  (the class does not restate them; the spec owns them);
 * output shapes: ``user_tower`` gives ``[B, D]``, or ``[B, K, D]`` with ``K == num_interests``;
   ``item_tower`` ``[N, D]``; ``score`` is the dot product (the max over the K interests);
 * masking: perturbing what a padded history position reads (row 0 of every embedding table)
@@ -45,6 +47,7 @@ from zoo.specs import TRAIN_MODES, ModelSpec
 
 __all__ = ["ModelConformance"]
 
+
 class ModelConformance:
     """Tests every model must pass. Subclass with a name ``Test...`` so pytest collects it.
 
@@ -52,7 +55,9 @@ class ModelConformance:
         model_name: registry name of the model under test.
         plugin: a plugin object (your hookimpl module) to register for the suite, on top of
             recall-zoo's built-ins; ``None`` uses the installed plugins (the default registry).
-        params: model (and trainer) parameters over the spec's ``defaults``, used by every test.
+        params: parameters over the spec's presets, used by every test: model keys over its
+            ``model_defaults`` (trainer and data keys are dropped where a test builds a model; the
+            "beats popularity" test passes them all to the pipeline).
         data_options: the tiny ``synthetic`` log of the shape, masking, training and save tests.
         batch_size, train_steps, train_lr: the "a step lowers the loss" test.
         quality_data, quality_params, quality_metric, quality_ratio: the "beats popularity" test:
@@ -69,12 +74,22 @@ class ModelConformance:
     model_name: ClassVar[str] = ""
     plugin: ClassVar[object | None] = None
     params: ClassVar[dict[str, Any]] = {}
-    data_options: ClassVar[dict[str, Any]] = {"users": 120, "items": 60, "categories": 6, "mean_length": 12, "seed": 5}
+    data_options: ClassVar[dict[str, Any]] = {
+        "users": 120,
+        "items": 60,
+        "categories": 6,
+        "mean_length": 12,
+        "seed": 5,
+    }
     batch_size: ClassVar[int] = 64
     train_steps: ClassVar[int] = 8
     train_lr: ClassVar[float] = 0.01
     quality_data: ClassVar[dict[str, Any]] = {
-        "users": 400, "items": 150, "categories": 8, "mean_length": 20, "seed": 3,
+        "users": 400,
+        "items": 150,
+        "categories": 8,
+        "mean_length": 20,
+        "seed": 3,
     }
     quality_params: ClassVar[dict[str, Any]] = {"epochs": 4, "patience": 2, "batch_size": 256}
     quality_metric: ClassVar[str] = "hitrate@10"
@@ -108,13 +123,12 @@ class ModelConformance:
 
     def make_model(self, schema: Any, **params: Any) -> RecallModel:
         """A fresh model for ``schema`` (default: the spec's class ``from_schema`` with the spec's
-        defaults, :attr:`params` and ``params``; trainer keys are dropped, as ``zoo run`` does)."""
-        from zoo.pipeline import split_params
-
+        ``model_defaults``, :attr:`params` and ``params``; trainer and data keys are dropped, as ``zoo
+        run`` routes them elsewhere)."""
         spec = self.spec()
-        _, model_cfg = split_params({**self.params, **params}, spec.defaults)
+        model_params, _, _ = spec.split({**self.params, **params})
         torch.manual_seed(self.seed)
-        return spec.load().from_schema(schema, **model_cfg)
+        return spec.load().from_schema(schema, **{**spec.model_defaults, **model_params})
 
     # -- helpers --------------------------------------------------------------------------------------
     def build(self, data: Any, **params: Any) -> RecallModel:
@@ -145,16 +159,28 @@ class ModelConformance:
     def test_spec_matches_class(self) -> None:
         spec = self.spec()
         cls = spec.load()
-        assert isinstance(cls, type) and issubclass(cls, RecallModel), f"{spec.factory} is not a RecallModel subclass"
-        assert cls.registry_name == spec.name, (
-            f"{cls.__name__}.registry_name is {cls.registry_name!r}; set it to {spec.name!r} so that"
-            " zoo.models.load_model finds the class of a saved model"
+        assert isinstance(cls, type) and issubclass(cls, RecallModel), (
+            f"{spec.factory} is not a RecallModel subclass"
         )
-        assert cls.family == spec.family
-        assert set(spec.train_modes) <= set(cls.train_modes), "the spec declares modes the class refuses"
-        assert callable(getattr(cls, "from_schema", None)), "zoo run builds models with cls.from_schema(schema, **params)"
-        assert spec.defaults.get("mode", 2) in spec.train_modes, "the preset's mode is not one of the spec's train_modes"
-        json.dumps(dict(spec.defaults))  # presets are shown by `zoo models --json`
+        assert cls.spec == spec, "ModelSpec.load() returns the class bound to its spec"
+        assert callable(getattr(cls, "from_schema", None)), (
+            "zoo run builds models with cls.from_schema(schema, **params)"
+        )
+        mode = spec.trainer_defaults.get("mode", 2)
+        assert mode in spec.train_modes, f"the preset's mode {mode} is not one of train_modes"
+        json.dumps(spec.summary())  # presets are shown by `zoo models --json`
+
+    def test_model_reports_its_spec(self, conformance_data: Any) -> None:
+        """What the trainer, the data and ``save`` read from a model comes from its spec; a class that
+        still restates ``registry_name``, ``family``, ``train_modes`` or ``training_data`` must agree."""
+        spec = self.spec()
+        model = self.make_model(conformance_data.schema)
+        reported = (model.registry_name, model.family, tuple(model.train_modes), model.training_data)
+        assert reported == (spec.name, spec.family, spec.train_modes, spec.training_data), (
+            f"the model reports (name, family, train modes, training data) {reported}; its spec says"
+            f" {(spec.name, spec.family, spec.train_modes, spec.training_data)}: drop the class attributes"
+            " that restate them"
+        )
 
     def test_unknown_parameter_is_refused(self, conformance_data: Any) -> None:
         with pytest.raises((TypeError, UsageError)):
@@ -170,7 +196,9 @@ class ModelConformance:
         user = model.user_tower(batch)
         k = model.num_interests
         if k > 1:
-            assert user.dim() == 3 and user.shape[:2] == (n, k), f"expected [B, {k}, D], got {tuple(user.shape)}"
+            assert user.dim() == 3 and user.shape[:2] == (n, k), (
+                f"expected [B, {k}, D], got {tuple(user.shape)}"
+            )
         else:
             assert user.dim() == 2 and user.shape[0] == n, f"expected [B, D], got {tuple(user.shape)}"
         ids = data.catalogue[:50].to(self.device)
@@ -187,7 +215,9 @@ class ModelConformance:
         batch = self.user_batch(data)
         user = model.user_tower(batch)
         item = model.item_vectors(batch[data.schema.item_id])
-        expected = (user * item.unsqueeze(1)).sum(-1).max(-1).values if user.dim() == 3 else (user * item).sum(-1)
+        expected = (
+            (user * item.unsqueeze(1)).sum(-1).max(-1).values if user.dim() == 3 else (user * item).sum(-1)
+        )
         torch.testing.assert_close(model.score(user, item), expected)
         assert model.select_interest(user, item).shape == item.shape
 
@@ -204,7 +234,9 @@ class ModelConformance:
             if k == 1:
                 assert user.dim() == 2 or user.shape[1] == 1
             else:
-                assert user.dim() == 3 and user.shape[1] == k, f"{self.interests_param}={k} gave {tuple(user.shape)}"
+                assert user.dim() == 3 and user.shape[1] == k, (
+                    f"{self.interests_param}={k} gave {tuple(user.shape)}"
+                )
 
     # -- masking --------------------------------------------------------------------------------------
     def _padded_rows(self, data: Any) -> dict[str, torch.Tensor]:
@@ -217,7 +249,9 @@ class ModelConformance:
                 keep &= column != 0
         rows = keep.nonzero().squeeze(1)[:64]
         if rows.numel() == 0:
-            pytest.skip("the tiny log has no partly padded history; raise data_options['mean_length'] or lower users")
+            pytest.skip(
+                "the tiny log has no partly padded history; raise data_options['mean_length'] or lower users"
+            )
         return self._on_device({k: v[rows] for k, v in batch.items()})
 
     @torch.no_grad()
@@ -235,8 +269,13 @@ class ModelConformance:
             table.weight[0] += 3.0 * noise
         after = perturbed.user_tower(batch)
         torch.testing.assert_close(
-            after, before, rtol=1e-4, atol=1e-5,
-            msg=lambda m: "padded history positions (id 0) changed the user vectors: padding is not masked. " + m,
+            after,
+            before,
+            rtol=1e-4,
+            atol=1e-5,
+            msg=lambda m: (
+                "padded history positions (id 0) changed the user vectors: padding is not masked. " + m
+            ),
         )
 
     @torch.no_grad()
@@ -254,7 +293,8 @@ class ModelConformance:
         history[:, -1] = (last - 2 + 1) % real + 2
         changed[name] = history
         assert not torch.allclose(model.user_tower(changed), model.user_tower(batch)), (
-            "changing the most recent history item changed no user vector (set uses_history = False if intended)"
+            "changing the most recent history item changed no user vector"
+            " (set uses_history = False if intended)"
         )
 
     # -- training -------------------------------------------------------------------------------------
@@ -268,8 +308,16 @@ class ModelConformance:
         data = conformance_data
         model = self.build(data)
         trainer = MatchTrainer(
-            model, mode=mode, optimizer_params={"lr": self.train_lr}, n_epoch=1, device=self.device,
-            model_path=None, verbose=False, item_counts=data.item_counts, seed=self.seed, negatives="auto",
+            model,
+            mode=mode,
+            optimizer_params={"lr": self.train_lr},
+            n_epoch=1,
+            device=self.device,
+            model_path=None,
+            verbose=False,
+            item_counts=data.item_counts,
+            seed=self.seed,
+            negatives="auto",
         )
         batch = next(iter(data.training_batches(model, self.batch_size, shuffle=False)))
 
@@ -283,9 +331,14 @@ class ModelConformance:
         weights = [p.detach().clone() for p in model.parameters()]
         trainer.train_one_epoch([batch] * self.train_steps)
         after = loss()
-        assert any(not torch.equal(w, p) for w, p in zip(weights, model.parameters(), strict=True)), "no parameter changed"
+        assert any(not torch.equal(w, p) for w, p in zip(weights, model.parameters(), strict=True)), (
+            "no parameter changed"
+        )
         assert after == after, "the loss is NaN"
-        assert after < before, f"mode {mode}: {self.train_steps} steps on one batch did not lower its loss ({before:.4f} -> {after:.4f})"
+        assert after < before, (
+            f"mode {mode}: {self.train_steps} steps on one batch did not lower its loss"
+            f" ({before:.4f} -> {after:.4f})"
+        )
 
     # -- persistence ------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -306,20 +359,26 @@ class ModelConformance:
 
     # -- quality ----------------------------------------------------------------------------------------
     def test_beats_popularity(self) -> None:
-        from zoo.evaluate import ranking_metrics
-        from zoo.pipeline import RunConfig, embed_test, popularity_metrics, train_model
+        from zoo.pipeline import RunConfig, embed, evaluate_exact, evaluate_popularity, prepare, train
 
         spec = self.spec()
         name, _, k = self.quality_metric.partition("@")
         ks = (int(k),)
         config = RunConfig(
-            model=spec.qualified_name, retriever="exact", dataset="synthetic", dataset_options=dict(self.quality_data),
-            device=self.device, params={**self.params, **self.quality_params}, seed=self.seed, ks=ks, save=False,
+            model=spec.qualified_name,
+            retriever="exact",
+            dataset="synthetic",
+            dataset_options=dict(self.quality_data),
+            device=self.device,
+            params={**self.params, **self.quality_params},
+            seed=self.seed,
+            ks=ks,
+            save=False,
         )
-        trained = train_model(config, registry=self.registry())
-        test = embed_test(trained, ks)
-        model = ranking_metrics(test.exact_top, test.task.targets, ks=ks)[self.quality_metric]
-        popularity = popularity_metrics(trained, test, ks)[self.quality_metric]
+        trained = train(prepare(config, registry=self.registry()))
+        test = embed(trained)
+        model = evaluate_exact(test, ks).metrics[self.quality_metric]
+        popularity = evaluate_popularity(test, ks).metrics[self.quality_metric]
         assert model > self.quality_ratio * popularity, (
             f"{spec.name}: {self.quality_metric} {model:.4f} is not above {self.quality_ratio} x popularity's"
             f" {popularity:.4f} after {len(trained.history)} epoch(s); tune quality_params / quality_data"

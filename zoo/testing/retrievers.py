@@ -244,7 +244,10 @@ class RetrieverConformance:
 
         spec = default_registry().retriever(self.retriever_name)
         direct = spec.load()(metric="ip")  # no parameters: the class's own defaults (it may fill none)
-        for own, declared in ((direct.build_params, spec.build_params), (direct.query_params, spec.query_params)):
+        for own, declared in (
+            (direct.build_params, spec.build_params),
+            (direct.query_params, spec.query_params),
+        ):
             drift = {k: (v, declared.get(k)) for k, v in own.items() if k in declared and declared[k] != v}
             assert not drift, f"class defaults differ from the spec's (class, spec): {drift}"
 
@@ -425,7 +428,9 @@ class RetrieverConformance:
 
     def test_batches_and_single_rows_agree(self, fitted: Retriever) -> None:
         whole, whole_scores = fitted.query(self.queries, self.topk)
-        parts = [fitted.query(self.queries[lo : lo + 37], self.topk)[0] for lo in range(0, self.n_queries, 37)]
+        parts = [
+            fitted.query(self.queries[lo : lo + 37], self.topk)[0] for lo in range(0, self.n_queries, 37)
+        ]
         np.testing.assert_array_equal(np.vstack(parts), whole)
         for row in (0, 7, self.n_queries - 1):
             one, one_scores = fitted.query(self.queries[row], self.topk)
@@ -477,7 +482,9 @@ class RetrieverConformance:
     # -- determinism -----------------------------------------------------------------------------
     def test_deterministic_build(self) -> None:
         if self.deterministic_params is None:
-            pytest.skip("deterministic_params not set: the backend's builds are not claimed to be reproducible")
+            pytest.skip(
+                "deterministic_params not set: the backend's builds are not claimed to be reproducible"
+            )
         first = self.make_retriever("ip", **self.deterministic_params).fit(self.items)
         second = self.make_retriever("ip", **self.deterministic_params).fit(self.items)
         a, a_scores = first.query(self.queries, self.topk)

@@ -1,10 +1,13 @@
-"""Training: MatchTrainer, its losses, callbacks and inference helpers."""
+"""Training: MatchTrainer, its settings (TrainerConfig), losses, callbacks and inference helpers.
+
+Imports are lazy: ``zoo.train.config`` (and so ``from zoo.train import TrainerConfig``) needs no torch.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Callback", "MatchTrainer"]
+__all__ = ["Callback", "MatchTrainer", "TrainerConfig"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,4 +19,8 @@ def __getattr__(name: str) -> Any:
         from zoo.train.callbacks import Callback
 
         return Callback
+    if name == "TrainerConfig":
+        from zoo.train.config import TrainerConfig
+
+        return TrainerConfig
     raise AttributeError(f"module 'zoo.train' has no attribute {name!r}")

@@ -38,7 +38,9 @@ def batch_rows(batch: Batch) -> int:
 
 
 @torch.no_grad()
-def embed_batches(model: RecallModel, batches: Iterable[Any], tower: str, device: torch.device) -> torch.Tensor:
+def embed_batches(
+    model: RecallModel, batches: Iterable[Any], tower: str, device: torch.device
+) -> torch.Tensor:
     """Run ``model.user_tower`` or ``model.item_tower`` over ``batches``; returns a CPU tensor."""
     was_training = model.training
     model.eval()
@@ -50,15 +52,21 @@ def embed_batches(model: RecallModel, batches: Iterable[Any], tower: str, device
     return torch.cat(outputs, dim=0)
 
 
-def embed_users(model: RecallModel, users: Batch, device: torch.device, batch_size: int = 4096) -> torch.Tensor:
+def embed_users(
+    model: RecallModel, users: Batch, device: torch.device, batch_size: int = 4096
+) -> torch.Tensor:
     """User vectors [U, D] (or [U, K, D]) for a batch of user rows, computed in chunks."""
     n = batch_rows(users)
-    return embed_batches(model, (slice_batch(users, s, s + batch_size) for s in range(0, n, batch_size)), "user", device)
+    chunks = (slice_batch(users, s, s + batch_size) for s in range(0, n, batch_size))
+    return embed_batches(model, chunks, "user", device)
 
 
-def embed_items(model: RecallModel, ids: torch.Tensor, device: torch.device, batch_size: int = 8192) -> torch.Tensor:
+def embed_items(
+    model: RecallModel, ids: torch.Tensor, device: torch.device, batch_size: int = 8192
+) -> torch.Tensor:
     """Item vectors [N, D] for item ids, with side features from the model's item table."""
-    chunks = (model.item_batch(ids[s : s + batch_size].to(device)) for s in range(0, ids.shape[0], batch_size))
+    starts = range(0, ids.shape[0], batch_size)
+    chunks = (model.item_batch(ids[s : s + batch_size].to(device)) for s in starts)
     return embed_batches(model, chunks, "item", device)
 
 

@@ -11,13 +11,17 @@ import torch
 import torch.nn.functional as F
 
 
-def pointwise_loss(pos_logits: torch.Tensor, neg_logits: torch.Tensor | None, neg_mask: torch.Tensor | None = None) -> torch.Tensor:
+def pointwise_loss(
+    pos_logits: torch.Tensor, neg_logits: torch.Tensor | None, neg_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Binary cross-entropy: positives labelled 1, sampled negatives [M, n] labelled 0."""
     pos = F.binary_cross_entropy_with_logits(pos_logits, torch.ones_like(pos_logits), reduction="sum")
     count = pos_logits.numel()
     if neg_logits is not None and neg_logits.numel():
         weights = None if neg_mask is None else (~neg_mask).to(neg_logits.dtype)
-        neg = F.binary_cross_entropy_with_logits(neg_logits, torch.zeros_like(neg_logits), weight=weights, reduction="sum")
+        neg = F.binary_cross_entropy_with_logits(
+            neg_logits, torch.zeros_like(neg_logits), weight=weights, reduction="sum"
+        )
         count += int(neg_logits.numel() if neg_mask is None else (~neg_mask).sum())
         pos = pos + neg
     return pos / max(count, 1)
@@ -29,7 +33,12 @@ def labelled_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def pairwise_loss(
-    pos_logits: torch.Tensor, neg_logits: torch.Tensor, neg_mask: torch.Tensor | None = None, *, kind: str = "bpr", margin: float = 1.0
+    pos_logits: torch.Tensor,
+    neg_logits: torch.Tensor,
+    neg_mask: torch.Tensor | None = None,
+    *,
+    kind: str = "bpr",
+    margin: float = 1.0,
 ) -> torch.Tensor:
     """BPR ``-log sigmoid(pos - neg)`` or hinge ``max(0, margin - (pos - neg))`` over [M, n] pairs."""
     diff = pos_logits.unsqueeze(-1) - neg_logits
@@ -41,7 +50,11 @@ def pairwise_loss(
 
 
 def bpr_max_loss(
-    pos_logits: torch.Tensor, neg_logits: torch.Tensor, neg_mask: torch.Tensor | None = None, *, reg: float = 1.0
+    pos_logits: torch.Tensor,
+    neg_logits: torch.Tensor,
+    neg_mask: torch.Tensor | None = None,
+    *,
+    reg: float = 1.0,
 ) -> torch.Tensor:
     """BPR-max (Hidasi & Karatzoglou, 2018): ``-log sum_j s_j sigmoid(pos - neg_j) + reg * sum_j s_j neg_j^2``
     with ``s = softmax(neg)`` over the unmasked negatives, so the loss focuses on the hardest ones."""
@@ -55,7 +68,9 @@ def bpr_max_loss(
     return loss[has_negative].mean() if bool(has_negative.any()) else loss.sum() * 0
 
 
-def softmax_loss(pos_logits: torch.Tensor, neg_logits: torch.Tensor, neg_mask: torch.Tensor | None = None) -> torch.Tensor:
+def softmax_loss(
+    pos_logits: torch.Tensor, neg_logits: torch.Tensor, neg_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Cross-entropy of the positive against its negatives: softmax over ``[pos, neg_1..neg_n]``."""
     if neg_mask is not None:
         neg_logits = neg_logits.masked_fill(neg_mask, float("-inf"))

@@ -48,7 +48,8 @@ class RichProgress(Callback):
     def on_epoch_start(self, trainer: Any, epoch: int) -> None:
         self._loss, self._steps = 0.0, 0
         if self._progress is not None:
-            self._progress.reset(self._task, description=f"{self.description} epoch {epoch + 1}/{self._epochs}", loss=0.0)
+            description = f"{self.description} epoch {epoch + 1}/{self._epochs}"
+            self._progress.reset(self._task, description=description, loss=0.0)
 
     def on_batch_end(self, trainer: Any, step: int, loss: float) -> None:
         self._loss += loss
@@ -59,7 +60,8 @@ class RichProgress(Callback):
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, Any]) -> None:
         parts = [f"epoch {epoch + 1}/{self._epochs}", f"loss {logs['loss']:.4f}"]
         if logs.get("valid") is not None:
-            parts.append(f"valid {logs['valid_metric']} {logs['valid']:.4f}" + (" *" if logs.get("improved") else ""))
+            mark = " *" if logs.get("improved") else ""
+            parts.append(f"valid {logs['valid_metric']} {logs['valid']:.4f}{mark}")
         parts.append(f"{logs['seconds']:.1f}s")
         self.console.print("  ".join(parts))
 

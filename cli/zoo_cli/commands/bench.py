@@ -10,6 +10,7 @@ import typer
 from zoo.errors import UsageError
 from zoo_cli import state
 from zoo_cli.output import fmt, handle_errors, print_json, stderr, stdout, table
+from zoo_cli.params import parse_ks, parse_params
 
 FORMATS = ("human", "json")
 MODEL_STAGES = ("load", "prepare", "train", "embed")
@@ -20,16 +21,6 @@ def _split(text: str, what: str) -> list[str]:
     if not names:
         raise UsageError(f"{what} {text!r} names nothing; give comma-separated names, e.g. dssm,gru4rec")
     return names
-
-
-def _parse_ks(text: str) -> tuple[int, ...]:
-    try:
-        ks = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise UsageError(f"--k {text!r} must be comma-separated positive integers, e.g. 10,50,100") from None
-    if not ks or min(ks) < 1:
-        raise UsageError(f"--k {text!r} must be comma-separated positive integers, e.g. 10,50,100")
-    return ks
 
 
 class CliBenchProgress:
@@ -110,34 +101,59 @@ def bench(
         None, "--retriever", "-r", help="Retrievers, comma-separated (default: every installed one)."
     ),
     dataset: str = typer.Option("synthetic", "--dataset", "-d", help="Dataset (see 'zoo datasets')."),
-    data: Path | None = typer.Option(None, "--data", help="Folder (or file) the dataset reads; else ZOO_DATA_DIR."),
-    protocol: str | None = typer.Option(None, "--protocol", help="Evaluation protocol (default: the dataset's)."),
-    device: str = typer.Option("auto", "--device", help="Training device, and the default of GPU-capable retrievers."),
-    grid: Path | None = typer.Option(None, "--grid", help="TOML/YAML grid file; replaces the default grid of each retriever it names."),
-    k: str = typer.Option("10,50,100", "--k", help="Cut-offs, comma-separated; the smallest is the K of the recall target."),
-    repeat: int = typer.Option(3, "--repeat", min=1, help="Timed passes per measurement (queries/s is their median)."),
-    out: Path | None = typer.Option(None, "--out", help="Bench folder (default runs/bench-DATASET); reruns resume there."),
-    force: bool = typer.Option(False, "--force", help="Retrain and measure every cell again, even those already finished."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Folder (or file) the dataset reads; else ZOO_DATA_DIR."
+    ),
+    protocol: str | None = typer.Option(
+        None, "--protocol", help="Evaluation protocol (default: the dataset's)."
+    ),
+    device: str = typer.Option(
+        "auto", "--device", help="Training device, and the default of GPU-capable retrievers."
+    ),
+    grid: Path | None = typer.Option(
+        None, "--grid", help="TOML/YAML grid file; replaces the default grid of each retriever it names."
+    ),
+    k: str = typer.Option(
+        "10,50,100", "--k", help="Cut-offs, comma-separated; the smallest is the K of the recall target."
+    ),
+    repeat: int = typer.Option(
+        3, "--repeat", min=1, help="Timed passes per measurement (queries/s is their median)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Bench folder (default runs/bench-DATASET); reruns resume there."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Retrain and measure every cell again, even those already finished."
+    ),
     output_format: str = typer.Option("human", "--format", help="human or json (bench.json on stdout)."),
-    param: list[str] = typer.Option([], "--param", "-p", help="key=value for every model; 'data.KEY=V', 'protocol.KEY=V' go there."),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Maximum epochs (default: each model's preset)."),
+    param: list[str] = typer.Option(
+        [], "--param", "-p", help="key=value for every model; 'data.KEY=V', 'protocol.KEY=V' go there."
+    ),
+    epochs: int | None = typer.Option(
+        None, "--epochs", min=1, help="Maximum epochs (default: each model's preset)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed (training, latency sample)."),
-    recall_target: float = typer.Option(0.95, "--recall-target", help="Recall against exact search the answer must reach."),
-    latency_queries: int = typer.Option(1000, "--latency-queries", min=0, help="One-user queries timed per measurement."),
+    recall_target: float = typer.Option(
+        0.95, "--recall-target", help="Recall against exact search the answer must reach."
+    ),
+    latency_queries: int = typer.Option(
+        1000, "--latency-queries", min=0, help="One-user queries timed per measurement."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Train each model once, build each index once per build setting, sweep query settings, and write
     bench.json, report.md and report.html."""
     from zoo.bench.report import write_reports
     from zoo.bench.runner import BenchConfig, run_bench
-    from zoo.pipeline import parse_params
 
     if output_format not in FORMATS:
         raise UsageError(f"--format {output_format!r} must be one of {', '.join(FORMATS)}")
     model_params, retriever_params, dataset_options, protocol_overrides = parse_params(param)
     if retriever_params:
         names = ", ".join(f"retriever.{key}" for key in retriever_params)
-        raise UsageError(f"--param {names}: zoo bench takes retriever parameters from a grid file (--grid FILE)")
+        raise UsageError(
+            f"--param {names}: zoo bench takes retriever parameters from a grid file (--grid FILE)"
+        )
     config = BenchConfig(
         models=_split(models, "MODELS"),
         retrievers=_split(retriever, "--retriever") if retriever is not None else _default_retrievers(),
@@ -146,7 +162,7 @@ def bench(
         protocol=protocol,
         device=device,
         grid_file=str(grid) if grid is not None else None,
-        ks=_parse_ks(k),
+        ks=parse_ks(k, "10,50,100"),
         repeat=repeat,
         out=str(out) if out is not None else str(Path("runs") / f"bench-{dataset}"),
         force=force,
@@ -158,7 +174,9 @@ def bench(
         recall_target=recall_target,
         latency_queries=latency_queries,
     )
-    doc = run_bench(config, registry=state.registry(), progress=CliBenchProgress(quiet or output_format == "json"))  # type: ignore[arg-type]
+    doc = run_bench(
+        config, registry=state.registry(), progress=CliBenchProgress(quiet or output_format == "json")
+    )  # type: ignore[arg-type]
     paths = write_reports(doc, config.out)
     if output_format == "json":
         print_json(doc)
@@ -166,8 +184,11 @@ def bench(
         render_summary(doc, paths, Path(config.out) / "bench.json")
     failures = doc["runs"][-1].get("failures", 0) if doc.get("runs") else 0
     if failures:
-        stderr.print(f"error: {failures} model(s) or cell(s) failed; see the warnings above and {Path(config.out) / 'report.md'}",
-                     highlight=False, markup=False)
+        stderr.print(
+            f"error: {failures} model(s) or cell(s) failed; see the warnings above and {Path(config.out) / 'report.md'}",
+            highlight=False,
+            markup=False,
+        )
         raise typer.Exit(1)
 
 
@@ -178,7 +199,9 @@ def render_summary(doc: dict[str, Any], paths: list[Path], bench_file: Path | No
         rows = []
         for name, entry in info.get("per_retriever", {}).items():
             chosen = entry.get("best") or entry.get("highest_recall") or {}
-            setting = " ".join(f"{k}={v}" for k, v in {**(chosen.get("build") or {}), **(chosen.get("query") or {})}.items())
+            setting = " ".join(
+                f"{k}={v}" for k, v in {**(chosen.get("build") or {}), **(chosen.get("query") or {})}.items()
+            )
             speedup = chosen.get("speedup")
             rows.append(
                 [
@@ -193,7 +216,9 @@ def render_summary(doc: dict[str, Any], paths: list[Path], bench_file: Path | No
         title = f"{model}: fastest setting with recall@{info['recall_k']} >= {info['recall_target']:g}"
         stdout.print(table(title, ["retriever", "setting", "recall", "queries/s", "vs exact"], rows))
         if best:
-            stdout.print(f"  answer: {best['retriever']} ({best.get('qps') or 0:,.0f} queries/s)", highlight=False)
+            stdout.print(
+                f"  answer: {best['retriever']} ({best.get('qps') or 0:,.0f} queries/s)", highlight=False
+            )
         else:
             stdout.print("  answer: no setting reaches the target", highlight=False)
     for unavailable in doc.get("unavailable", []):
@@ -211,7 +236,9 @@ def render_summary(doc: dict[str, Any], paths: list[Path], bench_file: Path | No
 @handle_errors
 def report(
     directory: Path = typer.Argument(..., help="A bench folder (holding bench.json)."),
-    recall_target: float | None = typer.Option(None, "--recall-target", help="Re-answer for another recall target."),
+    recall_target: float | None = typer.Option(
+        None, "--recall-target", help="Re-answer for another recall target."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Where to write the reports (default: DIRECTORY)."),
     output_format: str = typer.Option("human", "--format", help="human or json (the summary on stdout)."),
 ) -> None:

@@ -1,4 +1,4 @@
-"""``zoo data``: fetch and inspect the downloadable dataset archives.
+"""``zoo data``: fetch and inspect the archives that dataset plugins ship (``DatasetSpec.archive``).
 
 Thin by design: it parses options and calls :mod:`zoo.data.download`; failures are
 :class:`zoo.errors.ZooError` subclasses that the main app prints as one line with an exit code.
@@ -48,8 +48,9 @@ def download_command(
 ) -> None:
     """Download, verify (sha256) and extract a dataset; print the folder it is in."""
     from zoo.data.download import download, get_archive
+    from zoo_cli import state
 
-    archive = get_archive(name)
+    archive = get_archive(name, state.registry())
     err = Console(stderr=True)
     fetched = False
     with _progress_bar(err) as bar:
@@ -60,7 +61,7 @@ def download_command(
             fetched = True
             bar.update(task, completed=done, total=total)
 
-        folder = download(name, directory, force=force, progress=progress)
+        folder = download(archive, directory, force=force, progress=progress)
     if not fetched:
         err.print(
             f"{archive.name} is already in {folder} (use --force to download it again)", highlight=False
@@ -71,9 +72,13 @@ def download_command(
 @app.command("list")
 def list_command() -> None:
     """List the datasets 'zoo data download' can fetch, with their size and URL."""
-    from zoo.data.download import ARCHIVES, format_size
+    from zoo.data.download import archives, format_size
+    from zoo_cli import state
 
-    rows = [(a.name, format_size(a.size), a.url) for a in ARCHIVES.values()]
+    rows = [(a.name, format_size(a.size), a.download_url) for a in archives(state.registry()).values()]
+    if not rows:
+        typer.echo("no installed dataset plugin ships a downloadable archive")
+        return
     width = max(len(r[0]) for r in rows)
     typer.echo(f"{'name':<{width}}  {'size':>9}  url")
     for name, size, url in rows:

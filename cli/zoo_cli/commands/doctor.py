@@ -12,16 +12,21 @@ from zoo_cli.output import handle_errors, stdout, table
 def doctor() -> None:
     """Check the installation: versions, devices, data folders, plugins (with tracebacks)."""
     from zoo.data.locate import cache_dir
-    from zoo.pipeline import environment_summary
+    from zoo.environment import summary
 
-    env = environment_summary()
+    env = summary()
     stdout.print(table("versions", ["package", "version"], env["versions"].items()))
     stdout.print(f"devices: {', '.join(env['devices'])}  (cpu cores: {env['cpu_count']})", highlight=False)
-    stdout.print(f"ZOO_DATA_DIR: {os.environ.get('ZOO_DATA_DIR') or '(not set)'}   download cache: {cache_dir()}", highlight=False)
+    stdout.print(
+        f"ZOO_DATA_DIR: {os.environ.get('ZOO_DATA_DIR') or '(not set)'}   download cache: {cache_dir()}",
+        highlight=False,
+    )
     registry = state.registry()
     for kind in ("model", "retriever", "dataset"):
         registry.specs(kind)
-    rows = [[r.name, r.dist or r.source, r.version, r.display_status, r.problem] for r in registry.manager.records]
+    rows = [
+        [r.name, r.dist or r.source, r.version, r.display_status, r.problem] for r in registry.manager.records
+    ]
     stdout.print(table("plugins", ["plugin", "distribution", "version", "status", "reason"], rows))
     for kind in ("model", "retriever", "dataset"):
         for spec in registry.specs(kind):

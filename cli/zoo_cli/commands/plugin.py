@@ -75,7 +75,7 @@ _KIND_VALUES = {
         "dependencies": ', "pandas>=2.0", "numpy>=1.24"',
         "list_command": "zoo datasets                # lists {name}",
         "usage": (
-            'python -c "from {module}.loader import write_example; write_example(\'demo\')"\n'
+            "python -c \"from {module}.loader import write_example; write_example('demo')\"\n"
             "zoo run dssm --dataset {name} --data demo"
         ),
     },
@@ -152,7 +152,9 @@ def render_files(names: PluginNames) -> dict[Path, str]:
             renamed = [p.replace(MODULE_PLACEHOLDER, names.module) for p in parts]
             if renamed[-1] == "gitignore":
                 renamed[-1] = ".gitignore"
-            out[Path(*renamed)] = _fill(entry.read_text(encoding="utf-8"), values, f"{folder}/{'/'.join(parts)}")
+            out[Path(*renamed)] = _fill(
+                entry.read_text(encoding="utf-8"), values, f"{folder}/{'/'.join(parts)}"
+            )
     return out
 
 
@@ -175,8 +177,12 @@ def create_package(name: str, kind: str, parent: str | Path = ".") -> tuple[Path
 @app.command("init")
 @handle_errors
 def init(
-    name: str = typer.Argument(..., help="Plugin name, used in 'zoo run NAME' (lowercase letters, digits, '-', '_')."),
-    kind: str = typer.Option(..., "--kind", "-k", help="What the plugin provides: model, retriever or dataset."),
+    name: str = typer.Argument(
+        ..., help="Plugin name, used in 'zoo run NAME' (lowercase letters, digits, '-', '_')."
+    ),
+    kind: str = typer.Option(
+        ..., "--kind", "-k", help="What the plugin provides: model, retriever or dataset."
+    ),
     directory: Path = typer.Option(Path("."), "--dir", help="Folder to create the package folder NAME/ in."),
 ) -> None:
     """Write a complete, pip-installable plugin package NAME/ (code, tests, README)."""

@@ -10,6 +10,7 @@ import typer
 from zoo.errors import UsageError
 from zoo_cli import state
 from zoo_cli.output import fmt, handle_errors, metric_table, print_json, stderr, stdout
+from zoo_cli.params import parse_ks, parse_params
 
 FORMATS = ("human", "json")
 
@@ -32,40 +33,46 @@ class CliProgress:
         return [RichProgress(console=stderr)]
 
 
-def _parse_ks(text: str) -> tuple[int, ...]:
-    try:
-        ks = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise UsageError(f"--k {text!r} must be comma-separated positive integers, e.g. 10,50") from None
-    if not ks or min(ks) < 1:
-        raise UsageError(f"--k {text!r} must be comma-separated positive integers, e.g. 10,50")
-    return ks
-
-
 @handle_errors
 def run(
     model: str = typer.Argument(..., help="Model name (see 'zoo models')."),
-    retriever: str = typer.Option("exact", "--retriever", "-r", help="Retrieval backend (see 'zoo retrievers')."),
+    retriever: str = typer.Option(
+        "exact", "--retriever", "-r", help="Retrieval backend (see 'zoo retrievers')."
+    ),
     dataset: str = typer.Option("synthetic", "--dataset", "-d", help="Dataset (see 'zoo datasets')."),
-    data: Path | None = typer.Option(None, "--data", help="Folder (or file) the dataset reads; else ZOO_DATA_DIR."),
-    protocol: str | None = typer.Option(None, "--protocol", help="loo, deepmatch, recbole-seq or sasrec (default: the dataset's)."),
-    mask_seen: bool | None = typer.Option(None, "--mask-seen/--no-mask-seen", help="Override the protocol's masking of seen items."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Folder (or file) the dataset reads; else ZOO_DATA_DIR."
+    ),
+    protocol: str | None = typer.Option(
+        None, "--protocol", help="loo, deepmatch, recbole-seq or sasrec (default: the dataset's)."
+    ),
+    mask_seen: bool | None = typer.Option(
+        None, "--mask-seen/--no-mask-seen", help="Override the protocol's masking of seen items."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Maximum epochs (default: the model's preset)."),
+    epochs: int | None = typer.Option(
+        None, "--epochs", min=1, help="Maximum epochs (default: the model's preset)."
+    ),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Training batch size."),
     lr: float | None = typer.Option(None, "--lr", min=0.0, help="Learning rate."),
-    param: list[str] = typer.Option([], "--param", "-p", help="key=value; 'retriever.KEY=V', 'data.KEY=V', 'protocol.KEY=V' go there."),
+    param: list[str] = typer.Option(
+        [], "--param", "-p", help="key=value; 'retriever.KEY=V', 'data.KEY=V', 'protocol.KEY=V' go there."
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same result on CPU)."),
     k: str = typer.Option("10,50", "--k", help="Cut-offs for the metrics, comma-separated."),
-    out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<time>-<model>-<retriever>-<dataset>)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Run directory (default runs/<time>-<model>-<retriever>-<dataset>)."
+    ),
     force: bool = typer.Option(
-        False, "--force", help="Write into an --out folder that holds other files (only the run's own entries are replaced)."
+        False,
+        "--force",
+        help="Write into an --out folder that holds other files (only the run's own entries are replaced).",
     ),
     output_format: str = typer.Option("human", "--format", help="human or json."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Train MODEL, evaluate it with exact search and through the retriever, and write a run directory."""
-    from zoo.pipeline import RunConfig, parse_params
+    from zoo.pipeline import RunConfig
     from zoo.pipeline import run as run_pipeline
 
     if output_format not in FORMATS:
@@ -87,11 +94,13 @@ def run(
         retriever_params=retriever_params,
         dataset_options=dataset_options,
         protocol_overrides=protocol_overrides,
-        ks=_parse_ks(k),
+        ks=parse_ks(k),
         out=str(out) if out is not None else None,
         force=force,
     )
-    report = run_pipeline(config, registry=state.registry(), progress=CliProgress(quiet or output_format == "json"))
+    report = run_pipeline(
+        config, registry=state.registry(), progress=CliProgress(quiet or output_format == "json")
+    )
     for line in report.warnings:
         stderr.print(line, highlight=False, markup=False)
     if output_format == "json":

@@ -18,11 +18,17 @@ def zoo_register_retrievers() -> list[RetrieverSpec]:
         RetrieverSpec(
             name="annoy",
             factory="zoo_plugins.annoy.retriever:AnnoyRetriever",
-            description="Annoy forest of random-projection trees (the seed's Annoy); inner product via MIPS-to-L2",
+            description=(
+                "Annoy forest of random-projection trees (the seed's Annoy); inner product via MIPS-to-L2"
+            ),
             requires=("annoy",),
             extra="annoy",
             build_params={"n_trees": 10, "mips": "l2", "seed": 42, "num_threads": -1},
             query_params={"search_k": -1},
             supports_add=False,
+            aliases=("Annoy",),
+            # search_k = -1 means n_trees * k (Annoy's default). Annoy answers one query per call:
+            # large search_k values are slow to measure on big test sets.
+            bench_grid={"build": {"n_trees": [10, 50]}, "query": {"search_k": [-1, 1000, 3000, 10000]}},
         )
     ]

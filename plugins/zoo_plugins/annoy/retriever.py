@@ -51,7 +51,11 @@ _PARALLEL_MIN_ROWS = 64
 
 
 def _int_param(name: str, value: Any, *, minimum: int, allow: tuple[int, ...] = ()) -> int:
-    ok = not isinstance(value, bool) and isinstance(value, (int, np.integer)) and (value >= minimum or value in allow)
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, (int, np.integer))
+        and (value >= minimum or value in allow)
+    )
     if not ok:
         extra = "".join(f" or {a}" for a in allow)
         raise UsageError(f"retriever 'annoy': {name} must be an integer >= {minimum}{extra}, got {value!r}")
@@ -113,7 +117,9 @@ class AnnoyRetriever(Retriever):
         self._seed = _int_param("seed", self.build_params["seed"], minimum=0)
         self._threads = _int_param("num_threads", self.build_params["num_threads"], minimum=1, allow=(-1,))
         if self.build_params["mips"] not in MIPS_MODES:
-            raise UsageError(f"retriever 'annoy': mips must be one of {', '.join(MIPS_MODES)}, got {self.build_params['mips']!r}")
+            raise UsageError(
+                f"retriever 'annoy': mips must be one of {', '.join(MIPS_MODES)}, got {self.build_params['mips']!r}"
+            )
         self._search_k = _int_param("search_k", self.query_params["search_k"], minimum=1, allow=(-1,))
         self._index: Any = None
         self._vectors: np.ndarray | None = None  # float32 copy for exact rescoring (mips="l2" only)
@@ -204,8 +210,11 @@ class AnnoyRetriever(Retriever):
         try:  # every row holds k results (rows never hold more): flatten without per-row numpy calls
             labels = np.fromiter(chain.from_iterable(found_lists), np.int64, total).reshape(n_queries, k)
             distances = (
-                np.fromiter(chain.from_iterable(d for _, d in results), np.float32, total).reshape(n_queries, k)
-                if distances_wanted else None
+                np.fromiter(chain.from_iterable(d for _, d in results), np.float32, total).reshape(
+                    n_queries, k
+                )
+                if distances_wanted
+                else None
             )
         except ValueError:  # some rows are short
             labels, distances = self._fill_short_rows(rows, results, k, distances_wanted)
@@ -275,7 +284,9 @@ class AnnoyRetriever(Retriever):
             try:
                 vectors = np.load(vectors_path, allow_pickle=False)
             except (OSError, ValueError) as exc:
-                raise ModelFileError(f"{vectors_path}: unreadable vector file ({exc}); rebuild the index") from exc
+                raise ModelFileError(
+                    f"{vectors_path}: unreadable vector file ({exc}); rebuild the index"
+                ) from exc
             if vectors.dtype != np.float32 or vectors.shape != (self.count, self.dim):
                 raise ModelFileError(
                     f"{vectors_path}: holds {vectors.dtype} {vectors.shape}, the header says float32"

@@ -10,7 +10,8 @@ history position and interest (``bilinear="per_position"``; ``per_interest`` or 
 options), the routing logits start at zero (the maps differ per interest, so nothing else is needed to
 tell the capsules apart, and inference is deterministic), couplings are a softmax over the
 interests, the intermediate rounds run without gradient, capsules are squashed; the K interests are
-L2-normalised: ``[B, K, D]`` (``[B, D]`` for ``interest_num=1``). Item tower: the mean of the item features' embeddings, L2-normalised.
+L2-normalised: ``[B, K, D]`` (``[B, D]`` for ``interest_num=1``). Item tower: the mean of the item
+features' embeddings, L2-normalised.
 Training reads out the interest that scores the positive highest (hard, argmax), as ComiRec does.
 """
 
@@ -51,11 +52,6 @@ class ComirecDR(RecallModel):
         embedding_init_std: standard deviation of the embedding initialisation.
     """
 
-    registry_name = "comirec-dr"
-    family = "multi_interest"
-    train_modes = (0, 1, 2)
-    training_data = "samples"
-
     def __init__(
         self,
         user_features: Sequence[Feature],
@@ -77,7 +73,9 @@ class ComirecDR(RecallModel):
     ) -> None:
         history_features = list(history_features or [])
         if not history_features:
-            raise UsageError("ComirecDR: history_features must hold the behaviour sequence (a SequenceFeature)")
+            raise UsageError(
+                "ComirecDR: history_features must hold the behaviour sequence (a SequenceFeature)"
+            )
         if int(interest_num) < 1:
             raise UsageError(f"ComirecDR: interest_num must be >= 1, got {interest_num}")
         if bilinear == "shared" and routing_init == "zeros" and int(interest_num) > 1:
@@ -92,29 +90,28 @@ class ComirecDR(RecallModel):
             temperature=temperature,
             history_features=history_features,
             neg_item_feature=neg_item_feature,
-            config={
-                "max_length": int(max_length),
-                "interest_num": int(interest_num),
-                "routing_iterations": int(routing_iterations),
-                "bilinear": bilinear,
-                "routing_init": routing_init,
-                "profile": bool(profile),
-                "profile_dims": [int(d) for d in profile_dims],
-                "recent_history": int(recent_history),
-                "item_side": bool(item_side),
-                "embedding_init_std": float(embedding_init_std),
-            },
         )
         self.max_length = int(max_length)
         self.interest_num = int(interest_num)
         self.inputs = InterestInputs(
-            self.user_features, self.history_features, self.item_features, max_length=self.max_length,
-            item_side=item_side, init_std=embedding_init_std, use_profile=profile,
-            recent=int(recent_history), owner="ComirecDR",
+            self.user_features,
+            self.history_features,
+            self.item_features,
+            max_length=self.max_length,
+            item_side=item_side,
+            init_std=embedding_init_std,
+            use_profile=profile,
+            recent=int(recent_history),
+            owner="ComirecDR",
         )
         self.routing = CapsuleRouting(
-            dim, dim, self.interest_num, self.max_length, iterations=routing_iterations,
-            bilinear=bilinear, init=routing_init,
+            dim,
+            dim,
+            self.interest_num,
+            self.max_length,
+            iterations=routing_iterations,
+            bilinear=bilinear,
+            init=routing_init,
         )
         self.profile_mlp = (
             MLP(dim + self.inputs.profile_dim, [*[int(d) for d in profile_dims], dim]) if profile else None
@@ -131,7 +128,9 @@ class ComirecDR(RecallModel):
         if self.profile_mlp is not None:
             profile = self.inputs.profile(batch, (values, mask))
             if profile is not None:
-                interests = torch.cat([interests, profile.unsqueeze(1).expand(-1, self.interest_num, -1)], dim=-1)
+                interests = torch.cat(
+                    [interests, profile.unsqueeze(1).expand(-1, self.interest_num, -1)], dim=-1
+                )
             interests = self.profile_mlp(interests)
         interests = F.normalize(interests, dim=-1)
         return interests.squeeze(1) if self.interest_num == 1 else interests

@@ -16,7 +16,13 @@ def zoo_register_models():
             ),
             family="multi_interest",
             train_modes=(0, 1, 2),
-            defaults={
+            model_defaults={
+                "temperature": 0.05,
+                "embed_dim": 64,
+                "interest_num": 4,
+                "positional": True,
+            },
+            trainer_defaults={
                 "mode": 2,
                 "negatives": "inbatch",
                 "epochs": 20,
@@ -24,10 +30,7 @@ def zoo_register_models():
                 "batch_size": 2048,
                 "lr": 0.003,
                 "valid_metric": "hitrate@50",
-                "temperature": 0.05,
-                "embed_dim": 64,
-                "interest_num": 4,
-                "positional": True,
             },
+            training_data="samples",
         )
     ]

@@ -7,8 +7,9 @@ Constructor in the seed's style (as MIND)::
 
 User tower: the history's embeddings ``E`` [L, D] (plus learned positional embeddings ``P`` for the
 scoring only) give ``A = softmax_L(W2 tanh(W1 (E + P)))`` [K, L] over the real positions (padding gets
-weight 0) and the interests ``A E`` [K, D], L2-normalised: ``[B, K, D]`` (``[B, D]`` for ``interest_num=1``). Item tower: the mean of the
-item features' embeddings, L2-normalised. Logits are ``score / temperature``.
+weight 0) and the interests ``A E`` [K, D], L2-normalised: ``[B, K, D]`` (``[B, D]`` for
+``interest_num=1``). Item tower: the mean of the item features' embeddings, L2-normalised. Logits
+are ``score / temperature``.
 
 Training reads out the interest that scores the positive highest (hard, argmax; the base class's
 ``select_interest``); at inference every interest is queried and the core merges by best score.
@@ -52,11 +53,6 @@ class ComirecSA(RecallModel):
         embedding_init_std: standard deviation of the embedding initialisation.
     """
 
-    registry_name = "comirec-sa"
-    family = "multi_interest"
-    train_modes = (0, 1, 2)
-    training_data = "samples"
-
     def __init__(
         self,
         user_features: Sequence[Feature],
@@ -77,7 +73,9 @@ class ComirecSA(RecallModel):
     ) -> None:
         history_features = list(history_features or [])
         if not history_features:
-            raise UsageError("ComirecSA: history_features must hold the behaviour sequence (a SequenceFeature)")
+            raise UsageError(
+                "ComirecSA: history_features must hold the behaviour sequence (a SequenceFeature)"
+            )
         if int(interest_num) < 1:
             raise UsageError(f"ComirecSA: interest_num must be >= 1, got {interest_num}")
         dim = history_features[0].embed_dim
@@ -88,26 +86,23 @@ class ComirecSA(RecallModel):
             temperature=temperature,
             history_features=history_features,
             neg_item_feature=neg_item_feature,
-            config={
-                "max_length": int(max_length),
-                "interest_num": int(interest_num),
-                "hidden_dim": hidden,
-                "positional": bool(positional),
-                "profile": bool(profile),
-                "profile_dims": [int(d) for d in profile_dims],
-                "recent_history": int(recent_history),
-                "item_side": bool(item_side),
-                "embedding_init_std": float(embedding_init_std),
-            },
         )
         self.max_length = int(max_length)
         self.interest_num = int(interest_num)
         self.inputs = InterestInputs(
-            self.user_features, self.history_features, self.item_features, max_length=self.max_length,
-            item_side=item_side, init_std=embedding_init_std, use_profile=profile,
-            recent=int(recent_history), owner="ComirecSA",
+            self.user_features,
+            self.history_features,
+            self.item_features,
+            max_length=self.max_length,
+            item_side=item_side,
+            init_std=embedding_init_std,
+            use_profile=profile,
+            recent=int(recent_history),
+            owner="ComirecSA",
         )
-        self.extractor = SelfAttentiveInterests(dim, self.interest_num, hidden, self.max_length, positional=positional)
+        self.extractor = SelfAttentiveInterests(
+            dim, self.interest_num, hidden, self.max_length, positional=positional
+        )
         self.profile_mlp = (
             MLP(dim + self.inputs.profile_dim, [*[int(d) for d in profile_dims], dim]) if profile else None
         )
@@ -128,7 +123,9 @@ class ComirecSA(RecallModel):
         if self.profile_mlp is not None:
             profile = self.inputs.profile(batch, (values, mask))
             if profile is not None:
-                interests = torch.cat([interests, profile.unsqueeze(1).expand(-1, self.interest_num, -1)], dim=-1)
+                interests = torch.cat(
+                    [interests, profile.unsqueeze(1).expand(-1, self.interest_num, -1)], dim=-1
+                )
             interests = self.profile_mlp(interests)
         interests = F.normalize(interests, dim=-1)
         return interests.squeeze(1) if self.interest_num == 1 else interests

@@ -16,7 +16,9 @@ def zoo_register_datasets() -> list[DatasetSpec]:
         DatasetSpec(
             name="csv",
             factory="zoo_plugins.csv.loader:load_csv",
-            description="Any interaction log (CSV/TSV with a header, or Parquet): map its columns with --param",
+            description=(
+                "Any interaction log (CSV/TSV with a header, or Parquet): map its columns with --param"
+            ),
             needs_path=True,
             data_dir_name=None,
             default_protocol="loo",

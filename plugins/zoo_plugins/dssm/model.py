@@ -53,10 +53,6 @@ class DSSM(RecallModel):
             long-term mean); histories must be left-padded (the seed's default ``padding="pre"``).
     """
 
-    registry_name = "dssm"
-    family = "two_tower"
-    train_modes = (0, 1, 2)
-
     def __init__(
         self,
         user_features: Sequence[Feature],
@@ -73,33 +69,39 @@ class DSSM(RecallModel):
             user_features=user_features,
             item_features=item_features,
             temperature=temperature,
-            config={
-                "user_params": user_params,
-                "item_params": item_params,
-                "embedding_init_std": embedding_init_std,
-                "recent_history": int(recent_history),
-            },
         )
         if int(recent_history) < 0:
             raise UsageError(f"DSSM: recent_history must be >= 0, got {recent_history}")
         for feature in [*self.user_features, *self.item_features]:
             if isinstance(feature, SequenceFeature) and feature.pooling is None:
-                raise UsageError(f"DSSM: sequence feature '{feature.name}' needs pooling 'mean' or 'sum' (got None)")
-        self.embedding = EmbeddingBank([*self.user_features, *self.item_features], init_std=embedding_init_std)
+                raise UsageError(
+                    f"DSSM: sequence feature '{feature.name}' needs pooling 'mean' or 'sum' (got None)"
+                )
+        self.embedding = EmbeddingBank(
+            [*self.user_features, *self.item_features], init_std=embedding_init_std
+        )
         self._user_names = [f.name for f in self.user_features]
         self._item_names = [f.name for f in self.item_features]
         self.recent_history = int(recent_history)
-        self._recent_names = [
-            f.name for f in self.user_features
-            if isinstance(f, SequenceFeature) and f.table == self.item_id_feature
-        ] if self.recent_history else []
-        user_input = self.embedding.output_dim(self._user_names) + self.embedding.output_dim(self._recent_names)
+        self._recent_names = (
+            [
+                f.name
+                for f in self.user_features
+                if isinstance(f, SequenceFeature) and f.table == self.item_id_feature
+            ]
+            if self.recent_history
+            else []
+        )
+        user_input = self.embedding.output_dim(self._user_names) + self.embedding.output_dim(
+            self._recent_names
+        )
         self.user_mlp = MLP(user_input, **user_params)
         self.item_mlp = MLP(self.embedding.output_dim(self._item_names), **item_params)
         if self.user_mlp.output_dim != self.item_mlp.output_dim:
             raise UsageError(
                 f"DSSM: the user tower ends at {self.user_mlp.output_dim} dims and the item tower at"
-                f" {self.item_mlp.output_dim}; make the last entries of user_params['dims'] and item_params['dims'] equal"
+                f" {self.item_mlp.output_dim}; make the last entries of user_params['dims'] and"
+                " item_params['dims'] equal"
             )
         self.output_dim = self.user_mlp.output_dim
 

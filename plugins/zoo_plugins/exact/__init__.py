@@ -17,11 +17,17 @@ def zoo_register_retrievers() -> list[RetrieverSpec]:
         RetrieverSpec(
             name="exact",
             factory="zoo_plugins.exact.retriever:ExactRetriever",
-            description="Exact top-k by torch matmul (grouped top-k selection), on CPU or GPU: the ground truth",
+            description=(
+                "Exact top-k by torch matmul (grouped top-k selection), on CPU or GPU: the ground truth"
+            ),
             requires=("torch",),
             build_params={"device": "cpu"},
             query_params={"chunk_size": "auto"},
             supports_add=True,
             supports_gpu=True,
+            aliases=("Exact",),
+            # Brute force has nothing to tune. Its `device` defaults to the bench's --device; list
+            # devices in a --grid file to compare them, e.g. build = { device = ["cpu", "cuda"] }.
+            bench_grid={"build": {}, "query": {}},
         )
     ]

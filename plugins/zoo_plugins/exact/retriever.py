@@ -50,6 +50,7 @@ import torch
 from zoo.device import resolve_device
 from zoo.errors import ModelFileError, UsageError
 from zoo.retrieval.base import Retriever
+from zoo.retrieval.topk import canonical_topk
 
 VECTORS_FILE = "vectors.npy"
 DEFAULT_DEVICE = "cpu"
@@ -127,32 +128,6 @@ def _max_norm(vectors: np.ndarray) -> float:
 def _from_numpy(array: np.ndarray) -> torch.Tensor:
     """A CPU tensor over ``array`` (copied only when numpy marks it read-only)."""
     return torch.from_numpy(array if array.flags.writeable else array.copy())
-
-
-def canonical_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-``k`` of each row of ``scores`` [q, n], ties broken by the smaller column index.
-
-    ``torch.topk`` alone picks among tied values in a device-dependent order. Here one extra
-    candidate tells whether a tie crosses the cut; only those (rare) rows are fully sorted, and
-    ties inside the kept ``k`` are reordered by index with two small sorts.
-    """
-    n = scores.shape[1]
-    wanted = min(k + 1, n)
-    values, indices = torch.topk(scores, wanted, dim=1, largest=True, sorted=True)
-    if wanted > k:
-        crossing = values[:, k] == values[:, k - 1]
-        values, indices = values[:, :k], indices[:, :k]
-        if bool(crossing.any()):
-            rows = crossing.nonzero().squeeze(1)
-            row_values, row_indices = torch.sort(scores[rows], dim=1, descending=True, stable=True)
-            values[rows] = row_values[:, :k]
-            indices[rows] = row_indices[:, :k]
-    if k > 1 and bool((values[:, 1:] == values[:, :-1]).any()):
-        indices, perm = indices.sort(dim=1)
-        values = values.gather(1, perm)
-        values, perm = values.sort(dim=1, descending=True, stable=True)
-        indices = indices.gather(1, perm)
-    return values, indices
 
 
 class ExactRetriever(Retriever):
@@ -257,7 +232,11 @@ class ExactRetriever(Retriever):
         is as fast (small catalogues, or ``k`` close to the catalogue size)."""
         form = self.grouped_form or ("blocked" if self.device.type == "cpu" else "scored")
         g = group_size(count, k, dim) if form == "blocked" else scored_group_size(count, k)
-        if count < max(self.grouped_min_items, 1) or count < self.grouped_items_per_k * k or (k + 1) * g * 2 > count:
+        if (
+            count < max(self.grouped_min_items, 1)
+            or count < self.grouped_items_per_k * k
+            or (k + 1) * g * 2 > count
+        ):
             return None
         return self._search_grouped if form == "blocked" else self._search_scored
 
@@ -299,7 +278,9 @@ class ExactRetriever(Retriever):
         maxima = scores[:, : groups * g].view(m, groups, g).amax(dim=2)
         group_values, index = torch.topk(maxima, wanted, dim=1, sorted=False)
         # every group left out is no better than the worst one kept
-        excluded = group_values.amin(dim=1) if wanted < groups else torch.full((m,), -math.inf, device=scores.device)
+        excluded = (
+            group_values.amin(dim=1) if wanted < groups else torch.full((m,), -math.inf, device=scores.device)
+        )
         index = index.sort(dim=1).values  # candidates in index order: canonical ties by position
         candidates = (index.unsqueeze(2) * g + torch.arange(g, device=scores.device)).reshape(m, -1)
         if groups * g < count:  # the last, partial group is always a candidate
@@ -334,7 +315,9 @@ class ExactRetriever(Retriever):
                 hi = min(lo + block, last * g)
                 # [hi - lo, m]: the faster layout for a short inner dimension, reduced while in cache
                 part = torch.mm(items[lo:hi], queries_t, out=scratch[: hi - lo])
-                torch.amax(part.view((hi - lo) // g, g, m), dim=1, out=maxima[lo // g - first : hi // g - first])
+                torch.amax(
+                    part.view((hi - lo) // g, g, m), dim=1, out=maxima[lo // g - first : hi // g - first]
+                )
             take = min(wanted, last - first)
             values, index = torch.topk(maxima.t(), take, dim=1)
             if take < last - first:  # groups left out here are no better than the last one kept

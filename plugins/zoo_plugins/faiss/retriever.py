@@ -82,7 +82,11 @@ def omp_threads(threads: int) -> Iterator[None]:
 
 
 def _int_param(name: str, value: Any, *, minimum: int, allow: tuple[int, ...] = ()) -> int:
-    ok = not isinstance(value, bool) and isinstance(value, (int, np.integer)) and (value >= minimum or value in allow)
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, (int, np.integer))
+        and (value >= minimum or value in allow)
+    )
     if not ok:
         extra = "".join(f" or {a}" for a in allow)
         raise UsageError(f"retriever 'faiss': {name} must be an integer >= {minimum}{extra}, got {value!r}")
@@ -150,9 +154,13 @@ class FaissRetriever(Retriever):
                 f" got {self.build_params['index']!r}"
             )
         if self.build_params["mips"] not in MIPS_MODES:
-            raise UsageError(f"retriever 'faiss': mips must be one of {', '.join(MIPS_MODES)}, got {self.build_params['mips']!r}")
+            raise UsageError(
+                f"retriever 'faiss': mips must be one of {', '.join(MIPS_MODES)}, got {self.build_params['mips']!r}"
+            )
         if self.build_params["rescore"] not in ("auto", True, False):
-            raise UsageError(f"retriever 'faiss': rescore must be 'auto', true or false, got {self.build_params['rescore']!r}")
+            raise UsageError(
+                f"retriever 'faiss': rescore must be 'auto', true or false, got {self.build_params['rescore']!r}"
+            )
         self._seed = _int_param("seed", self.build_params["seed"], minimum=0)
         self._threads = _int_param("num_threads", self.build_params["num_threads"], minimum=1, allow=(-1,))
         self._check_query_params()
@@ -219,7 +227,9 @@ class FaissRetriever(Retriever):
         needed = self._training_size(index)
         if needed > n:
             index = faiss.IndexFlat(dim, metric)
-            description = f"Flat (exact: {n} vectors are too few to train {description!r}, which needs {needed})"
+            description = (
+                f"Flat (exact: {n} vectors are too few to train {description!r}, which needs {needed})"
+            )
         lossless = type(faiss.downcast_index(index)).__name__ in _LOSSLESS
         return index, description, lossless
 
@@ -250,7 +260,9 @@ class FaissRetriever(Retriever):
         self._transform = MipsToL2.fit(vectors) if self._l2 else None
         data = self._space(vectors)
         index, description, lossless = self._new_index(data)
-        rescoring = self._l2 or (not lossless if self.build_params["rescore"] == "auto" else bool(self.build_params["rescore"]))
+        rescoring = self._l2 or (
+            not lossless if self.build_params["rescore"] == "auto" else bool(self.build_params["rescore"])
+        )
         with omp_threads(self.threads):
             if not index.is_trained:
                 index.train(data)
@@ -370,7 +382,9 @@ class FaissRetriever(Retriever):
             try:
                 vectors = np.load(vectors_path, allow_pickle=False)
             except (OSError, ValueError) as exc:
-                raise ModelFileError(f"{vectors_path}: unreadable vector file ({exc}); rebuild the index") from exc
+                raise ModelFileError(
+                    f"{vectors_path}: unreadable vector file ({exc}); rebuild the index"
+                ) from exc
             if vectors.dtype != np.float32 or vectors.shape != (self.count, self.dim):
                 raise ModelFileError(
                     f"{vectors_path}: holds {vectors.dtype} {vectors.shape}, the header says float32"
@@ -378,7 +392,9 @@ class FaissRetriever(Retriever):
                 )
             self._vectors = np.ascontiguousarray(vectors)
         elif self._l2:
-            raise ModelFileError(f"{vectors_path}: missing; an index with mips='l2' needs it, rebuild the index")
+            raise ModelFileError(
+                f"{vectors_path}: missing; an index with mips='l2' needs it, rebuild the index"
+            )
         if self._l2:
             assert self._vectors is not None
             self._transform = MipsToL2.fit(self._vectors)

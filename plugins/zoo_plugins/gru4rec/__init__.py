@@ -17,16 +17,7 @@ def zoo_register_models():
             ),
             family="sequential",
             train_modes=(1, 2),
-            defaults={
-                "mode": 2,
-                "negatives": "full",
-                "epochs": 50,
-                "patience": 10,
-                "batch_size": 256,
-                "lr": 0.003,
-                "window_stride": 10,
-                "ema_decay": 0.999,
-                "valid_metric": "hitrate@10",
+            model_defaults={
                 "embed_dim": 64,
                 "hidden_size": 128,
                 "num_layers": 1,
@@ -34,6 +25,20 @@ def zoo_register_models():
                 "dropout": 0.3,
                 "temperature": 0.05,
                 "normalize": True,
+            },
+            trainer_defaults={
+                "mode": 2,
+                "negatives": "full",
+                "epochs": 50,
+                "patience": 10,
+                "batch_size": 256,
+                "lr": 0.003,
+                "ema_decay": 0.999,
+                "valid_metric": "hitrate@10",
+            },
+            training_data="sequences",
+            data_defaults={
+                "window_stride": 10,
             },
         )
     ]

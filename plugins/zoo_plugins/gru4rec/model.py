@@ -43,7 +43,9 @@ def _user_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     params = dict(params or {})
     unknown = sorted(set(params) - set(_USER_KEYS))
     if unknown:
-        raise UsageError(f"GRU4Rec user_params: unknown key(s) {', '.join(unknown)}; use {', '.join(_USER_KEYS)}")
+        raise UsageError(
+            f"GRU4Rec user_params: unknown key(s) {', '.join(unknown)}; use {', '.join(_USER_KEYS)}"
+        )
     params.setdefault("dims", [])
     params.setdefault("num_layers", 1)
     params.setdefault("dropout", 0.0)
@@ -75,11 +77,6 @@ class GRU4Rec(RecallModel):
         embedding_init_std: standard deviation of the embedding initialisation.
     """
 
-    registry_name = "gru4rec"
-    family = "sequential"
-    train_modes = (1, 2)
-    training_data = "sequences"
-
     def __init__(
         self,
         user_features: Sequence[Feature],
@@ -100,27 +97,32 @@ class GRU4Rec(RecallModel):
             temperature=temperature,
             history_features=history_features,
             neg_item_feature=neg_item_feature,
-            config={
-                "user_params": params,
-                "tie_embeddings": bool(tie_embeddings),
-                "normalize": bool(normalize),
-                "embedding_init_std": float(embedding_init_std),
-            },
         )
         inputs = sequence_inputs(
-            "GRU4Rec", self.user_features, self.history_features, self.item_features, self.item_id_feature,
-            tie_embeddings=bool(tie_embeddings), init_std=embedding_init_std,
+            "GRU4Rec",
+            self.user_features,
+            self.history_features,
+            self.item_features,
+            self.item_id_feature,
+            tie_embeddings=bool(tie_embeddings),
+            init_std=embedding_init_std,
         )
         history = inputs.history
         self.history_name = history.name
-        self._side_names, self._item_names, self.embedding = inputs.side_names, inputs.item_names, inputs.embedding
+        self._side_names, self._item_names, self.embedding = (
+            inputs.side_names,
+            inputs.item_names,
+            inputs.embedding,
+        )
         self.normalize = bool(normalize)
         dropout = float(params["dropout"])
         hidden = int(params["hidden_size"] or history.embed_dim)
         self.input_dropout = nn.Dropout(dropout)
         self.gru = MaskedGRU(history.embed_dim, hidden, num_layers=int(params["num_layers"]), dropout=dropout)
         side_dim = self.embedding.output_dim(self._side_names)
-        self.user_mlp = MLP(hidden + side_dim, params["dims"], activation=params["activation"], dropout=dropout)
+        self.user_mlp = MLP(
+            hidden + side_dim, params["dims"], activation=params["activation"], dropout=dropout
+        )
         self.output_dim = self.user_mlp.output_dim
         self.item_net = ItemTower(self.embedding, self._item_names, self.output_dim)
 

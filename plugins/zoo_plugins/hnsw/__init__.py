@@ -21,5 +21,11 @@ def zoo_register_retrievers() -> list[RetrieverSpec]:
             build_params={"M": 32, "ef_construction": 200, "seed": 100, "num_threads": -1},
             query_params={"ef": 64},
             supports_add=True,
+            aliases=("Hnsw", "HNSW"),
+            # Every build setting is built once; the query settings are swept on it without rebuilding.
+            bench_grid={
+                "build": {"M": [16, 32, 48], "ef_construction": [200]},
+                "query": {"ef": [10, 16, 32, 64, 128, 256, 512]},
+            },
         )
     ]

@@ -11,19 +11,12 @@ def zoo_register_models():
             name="mind",
             factory="zoo_plugins.mind.model:MIND",
             description=(
-                "MIND: K interests from behaviour-to-interest dynamic routing (shared bilinear map, deterministic),"
-                " profile MLP, label-aware attention in training"
+                "MIND: K interests from behaviour-to-interest dynamic routing (shared bilinear map,"
+                " deterministic), profile MLP, label-aware attention in training"
             ),
             family="multi_interest",
             train_modes=(0, 1, 2),
-            defaults={
-                "mode": 2,
-                "negatives": "inbatch",
-                "epochs": 20,
-                "patience": 3,
-                "batch_size": 2048,
-                "lr": 0.003,
-                "valid_metric": "hitrate@50",
+            model_defaults={
                 "temperature": 0.05,
                 "embed_dim": 64,
                 "interest_num": 4,
@@ -32,5 +25,15 @@ def zoo_register_models():
                 "dynamic_interests": False,
                 "recent_history": 5,
             },
+            trainer_defaults={
+                "mode": 2,
+                "negatives": "inbatch",
+                "epochs": 20,
+                "patience": 3,
+                "batch_size": 2048,
+                "lr": 0.003,
+                "valid_metric": "hitrate@50",
+            },
+            training_data="samples",
         )
     ]

@@ -8,8 +8,9 @@ Constructor as in the seed tutorial::
 User tower: the history's behaviour embeddings go through behaviour-to-interest (B2I) dynamic
 routing with one bilinear map shared by every interest; each interest capsule is concatenated with
 the other user features (the profile) and passed through an MLP; the K outputs are L2-normalised:
-``[B, K, D]`` (``[B, D]`` for ``interest_num=1``). Item tower: the mean of the item features' embeddings (id and side features, as the
-paper averages them), L2-normalised. Logits are ``score / temperature`` everywhere.
+``[B, K, D]`` (``[B, D]`` for ``interest_num=1``). Item tower: the mean of the item features'
+embeddings (id and side features, as the paper averages them), L2-normalised. Logits are
+``score / temperature`` everywhere.
 
 Training reads the interests out with label-aware attention, ``softmax((u_k . e)^p)`` (sign-safe for
 any real ``p``, on the temperature-scaled logits; see :func:`zoo.nn.interests.label_aware_attention`).
@@ -24,7 +25,6 @@ temperature is applied; the optional dynamic interest count is implemented (see 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -78,11 +78,6 @@ class MIND(RecallModel):
         embedding_init_std: standard deviation of the embedding initialisation.
     """
 
-    registry_name = "mind"
-    family = "multi_interest"
-    train_modes = (0, 1, 2)
-    training_data = "samples"
-
     def __init__(
         self,
         user_features: Sequence[Feature],
@@ -120,33 +115,30 @@ class MIND(RecallModel):
             temperature=temperature,
             history_features=history_features,
             neg_item_feature=neg_item_feature,
-            config={
-                "max_length": int(max_length),
-                "interest_num": int(interest_num),
-                "routing_iterations": int(routing_iterations),
-                "power": power if math.isfinite(power) else "inf",
-                "dynamic_interests": bool(dynamic_interests),
-                "hidden_dims": hidden,
-                "activation": activation,
-                "dropout": float(dropout),
-                "routing_init_std": float(routing_init_std),
-                "item_side": bool(item_side),
-                "recent_history": int(recent_history),
-                "embedding_init_std": float(embedding_init_std),
-            },
         )
         self.max_length = int(max_length)
         self.interest_num = int(interest_num)
         self.power = power
         self.dynamic_interests = bool(dynamic_interests)
         self.inputs = InterestInputs(
-            self.user_features, self.history_features, self.item_features,
-            max_length=self.max_length, item_side=item_side, init_std=embedding_init_std,
-            recent=int(recent_history), owner="MIND",
+            self.user_features,
+            self.history_features,
+            self.item_features,
+            max_length=self.max_length,
+            item_side=item_side,
+            init_std=embedding_init_std,
+            recent=int(recent_history),
+            owner="MIND",
         )
         self.routing = CapsuleRouting(
-            dim, dim, self.interest_num, self.max_length, iterations=routing_iterations,
-            bilinear="shared", init="normal", init_std=routing_init_std,
+            dim,
+            dim,
+            self.interest_num,
+            self.max_length,
+            iterations=routing_iterations,
+            bilinear="shared",
+            init="normal",
+            init_std=routing_init_std,
         )
         self.mlp = MLP(dim + self.inputs.profile_dim, [*hidden, dim], activation=activation, dropout=dropout)
         self.output_dim = dim
@@ -179,7 +171,9 @@ class MIND(RecallModel):
         return F.normalize(self.inputs.items(batch), dim=-1)
 
     # -- training read-out ------------------------------------------------------------------------------
-    def label_aware_weights(self, user: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def label_aware_weights(
+        self, user: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(read-out [M, D], attention weights [M, K]) of label-aware attention with this model's power
         on its temperature-scaled logits; unused (duplicated) interest slots get weight 0."""
         return label_aware_attention(

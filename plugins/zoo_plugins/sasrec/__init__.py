@@ -17,7 +17,14 @@ def zoo_register_models():
             ),
             family="sequential",
             train_modes=(2,),
-            defaults={
+            model_defaults={
+                "embed_dim": 64,
+                "num_blocks": 2,
+                "num_heads": 1,
+                "dropout": 0.1,
+                "temperature": 1.0,
+            },
+            trainer_defaults={
                 "mode": 2,
                 "negatives": "full",
                 "epochs": 200,
@@ -25,11 +32,7 @@ def zoo_register_models():
                 "batch_size": 128,
                 "lr": 0.001,
                 "valid_metric": "hitrate@10",
-                "embed_dim": 64,
-                "num_blocks": 2,
-                "num_heads": 1,
-                "dropout": 0.1,
-                "temperature": 1.0,
             },
+            training_data="sequences",
         )
     ]

@@ -64,11 +64,6 @@ class SASRec(RecallModel):
         embedding_init_std: standard deviation of the embedding initialisation.
     """
 
-    registry_name = "sasrec"
-    family = "sequential"
-    train_modes = (2,)
-    training_data = "sequences"
-
     def __init__(
         self,
         user_features: Sequence[Feature],
@@ -94,34 +89,39 @@ class SASRec(RecallModel):
             temperature=temperature,
             history_features=history_features,
             neg_item_feature=neg_item_feature,
-            config={
-                "max_length": int(max_length),
-                "num_blocks": int(num_blocks),
-                "num_heads": int(num_heads),
-                "dropout": float(dropout),
-                "ffn_dim": None if ffn_dim is None else int(ffn_dim),
-                "activation": activation,
-                "scale_input": bool(scale_input),
-                "tie_embeddings": bool(tie_embeddings),
-                "normalize": bool(normalize),
-                "embedding_init_std": float(embedding_init_std),
-            },
         )
         inputs = sequence_inputs(
-            "SASRec", self.user_features, self.history_features, self.item_features, self.item_id_feature,
-            tie_embeddings=bool(tie_embeddings), init_std=embedding_init_std,
+            "SASRec",
+            self.user_features,
+            self.history_features,
+            self.item_features,
+            self.item_id_feature,
+            tie_embeddings=bool(tie_embeddings),
+            init_std=embedding_init_std,
         )
         history = inputs.history
         self.history_name = history.name
-        self._side_names, self._item_names, self.embedding = inputs.side_names, inputs.item_names, inputs.embedding
+        self._side_names, self._item_names, self.embedding = (
+            inputs.side_names,
+            inputs.item_names,
+            inputs.embedding,
+        )
         self.normalize = bool(normalize)
         self.output_dim = history.embed_dim
         self.encoder = CausalTransformer(
-            history.embed_dim, max_length=max_length, num_blocks=num_blocks, num_heads=num_heads, dropout=dropout,
-            ffn_dim=ffn_dim, activation=activation, scale_input=scale_input,
+            history.embed_dim,
+            max_length=max_length,
+            num_blocks=num_blocks,
+            num_heads=num_heads,
+            dropout=dropout,
+            ffn_dim=ffn_dim,
+            activation=activation,
+            scale_input=scale_input,
         )
         self.side = (
-            nn.Linear(self.embedding.output_dim(self._side_names), self.output_dim, bias=False) if self._side_names else None
+            nn.Linear(self.embedding.output_dim(self._side_names), self.output_dim, bias=False)
+            if self._side_names
+            else None
         )
         self.item_net = ItemTower(self.embedding, self._item_names, self.output_dim)
 
@@ -164,7 +164,7 @@ class SASRec(RecallModel):
         users, mask = self.sequence_outputs(batch)
         targets = batch[NEXT_ITEM]
         if targets.shape[1] > mask.shape[1]:
-            targets = targets[:, -mask.shape[1]:]
+            targets = targets[:, -mask.shape[1] :]
         user, pos_ids = per_position_targets(users, mask, targets)
         valid = torch.ones(pos_ids.shape, dtype=torch.bool, device=pos_ids.device)
         return TrainOutputs(user=user, pos_ids=pos_ids, pos_item=self.item_vectors(pos_ids), valid=valid)

@@ -75,8 +75,18 @@ class SyntheticConfig:
 
     def validate(self) -> None:
         """Raise a one-line :class:`UsageError` for any value the generator cannot use."""
-        at_least = {"users": 1, "items": 1, "categories": 1, "mean_length": 1, "interests": 1, "min_length": 1,
-                    "brands": 1, "regions": 1, "start_time": 0, "seed": 0}
+        at_least = {
+            "users": 1,
+            "items": 1,
+            "categories": 1,
+            "mean_length": 1,
+            "interests": 1,
+            "min_length": 1,
+            "brands": 1,
+            "regions": 1,
+            "start_time": 0,
+            "seed": 0,
+        }
         for name, low in at_least.items():
             if getattr(self, name) < low:
                 raise UsageError(f"synthetic: {name} must be >= {low}, got {getattr(self, name)}")
@@ -97,7 +107,9 @@ class SyntheticConfig:
             if getattr(self, name) < 0 or not math.isfinite(getattr(self, name)):
                 raise UsageError(f"synthetic: {name} must be a finite number >= 0, got {getattr(self, name)}")
         if self.series_length < 1:
-            raise UsageError(f"synthetic: series_length must be >= 1 (1 = no sequels), got {self.series_length}")
+            raise UsageError(
+                f"synthetic: series_length must be >= 1 (1 = no sequels), got {self.series_length}"
+            )
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -250,7 +262,9 @@ class _World:
         np.add.at(affinity_u, (np.arange(n_users)[:, None], np.maximum(self.interests, 0)), self.interest_w)
         self.affinity = affinity_u / affinity_u.max(axis=1, keepdims=True)  # 1 = main interest
 
-    def sample_in_category(self, rng: np.random.Generator, cats: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    def sample_in_category(
+        self, rng: np.random.Generator, cats: np.ndarray, levels: np.ndarray
+    ) -> np.ndarray:
         """One item per (category, price level) pair, by Zipf popularity times price affinity."""
         rows = cats * PRICE_LEVELS + levels
         flat = np.searchsorted(self.flat_cdf, rows + rng.random(len(rows)), side="right")
@@ -407,7 +421,13 @@ def generate(
             ``explore``, ``series_length``, ``side_signal``, ``ratings``...).
     """
     return simulate(
-        users=users, items=items, categories=categories, mean_length=mean_length, interests=interests, seed=seed, **options
+        users=users,
+        items=items,
+        categories=categories,
+        mean_length=mean_length,
+        interests=interests,
+        seed=seed,
+        **options,
     ).interactions
 
 

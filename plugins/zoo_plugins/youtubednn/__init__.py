@@ -16,7 +16,13 @@ def zoo_register_models():
             ),
             family="two_tower",
             train_modes=(0, 1, 2),
-            defaults={
+            model_defaults={
+                "temperature": 0.05,
+                "embed_dim": 64,
+                "hidden_dims": [256],
+                "recent_history": 10,
+            },
+            trainer_defaults={
                 "mode": 2,
                 "negatives": "inbatch",
                 "epochs": 20,
@@ -24,10 +30,7 @@ def zoo_register_models():
                 "batch_size": 512,
                 "lr": 0.001,
                 "valid_metric": "hitrate@50",
-                "temperature": 0.05,
-                "embed_dim": 64,
-                "hidden_dims": [256],
-                "recent_history": 10,
             },
+            training_data="samples",
         )
     ]

@@ -49,11 +49,6 @@ class YoutubeDNN(RecallModel):
         embedding_init_std: standard deviation of the embedding initialisation.
     """
 
-    registry_name = "youtubednn"
-    family = "two_tower"
-    train_modes = (0, 1, 2)
-    training_data = "samples"
-
     def __init__(
         self,
         user_features: Sequence[Feature],
@@ -85,46 +80,51 @@ class YoutubeDNN(RecallModel):
             item_features=item_features,
             temperature=temperature,
             neg_item_feature=neg_item_feature,
-            config={
-                "user_params": params,
-                "item_side": bool(item_side),
-                "recent_history": int(recent_history),
-                "embedding_init_std": float(embedding_init_std),
-            },
         )
         for feature in self.user_features:
             if isinstance(feature, SequenceFeature) and feature.pooling is None:
                 raise UsageError(
-                    f"YoutubeDNN: user feature '{feature.name}' needs pooling 'mean' or 'sum' (got None): the user"
-                    " tower is an MLP over pooled embeddings"
+                    f"YoutubeDNN: user feature '{feature.name}' needs pooling 'mean' or 'sum' (got None):"
+                    " the user tower is an MLP over pooled embeddings"
                 )
         self._item_names = [self.item_id_feature]
         if item_side:
             self._item_names += [f.name for f in self.item_features if f.name != self.item_id_feature]
         for feature in self.item_features:
-            if feature.name in self._item_names and (isinstance(feature, DenseFeature) or feature.embed_dim != dim):
+            if feature.name in self._item_names and (
+                isinstance(feature, DenseFeature) or feature.embed_dim != dim
+            ):
                 raise UsageError(
-                    f"YoutubeDNN: item feature '{feature.name}' must be sparse with embed_dim {dim} (the item id's) to"
-                    " be averaged into the item vector; pass item_side=False to use the item id alone"
+                    f"YoutubeDNN: item feature '{feature.name}' must be sparse with embed_dim {dim} (the item"
+                    " id's) to be averaged into the item vector; pass item_side=False to use the item id"
+                    " alone"
                 )
         if params["dims"][-1] != dim:
             raise UsageError(
-                f"YoutubeDNN: user_params['dims'] ends at {params['dims'][-1]} but item vectors are the item id"
-                f" embedding ({dim}); make the last entry {dim}"
+                f"YoutubeDNN: user_params['dims'] ends at {params['dims'][-1]} but item vectors are the item"
+                f" id embedding ({dim}); make the last entry {dim}"
             )
-        self.embedding = EmbeddingBank([*self.user_features, *self.item_features], init_std=embedding_init_std)
+        self.embedding = EmbeddingBank(
+            [*self.user_features, *self.item_features], init_std=embedding_init_std
+        )
         self._user_names = [f.name for f in self.user_features]
         self.recent_history = int(recent_history)
-        self._recent_names = [
-            f.name for f in self.user_features if isinstance(f, SequenceFeature) and f.table == self.item_id_feature
-        ] if self.recent_history else []
+        self._recent_names = (
+            [
+                f.name
+                for f in self.user_features
+                if isinstance(f, SequenceFeature) and f.table == self.item_id_feature
+            ]
+            if self.recent_history
+            else []
+        )
         width = self.embedding.output_dim(self._user_names) + self.embedding.output_dim(self._recent_names)
         self.user_mlp = MLP(width, **params)
         self.output_dim = dim
 
     def _recent(self, batch: Batch, name: str) -> torch.Tensor:
         values, mask = self.embedding.sequence(batch, name)
-        order = torch.argsort(mask.to(torch.int8), dim=1, stable=True)[:, -self.recent_history:]
+        order = torch.argsort(mask.to(torch.int8), dim=1, stable=True)[:, -self.recent_history :]
         values = values.gather(1, order.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
         return masked_mean(values, mask.gather(1, order))
 

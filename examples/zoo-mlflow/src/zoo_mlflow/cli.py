@@ -73,7 +73,9 @@ def runs(
 
 
 @app.command("log")
-def log(run_dir: Path = typer.Argument(..., help="A run directory written by `zoo run` (holds run.json).")) -> None:
+def log(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `zoo run` (holds run.json)."),
+) -> None:
     """Log a run directory written earlier (e.g. with the plugin switched off) to --mlflow-uri."""
     from zoo.errors import ZooError
     from zoo.report import RunReport

@@ -101,13 +101,21 @@ def run_params(report: Any) -> dict[str, str]:
     retriever and dataset parameters, protocol), flattened with dots."""
     config = dict(report.config)
     params = flatten(config)
-    params.update(flatten({"retriever_settings": {
-        "build_params": report.retriever.get("build_params", {}),
-        "query_params": report.retriever.get("query_params", {}),
-        "metric": report.retriever.get("metric"),
-    }}))
+    params.update(
+        flatten(
+            {
+                "retriever_settings": {
+                    "build_params": report.retriever.get("build_params", {}),
+                    "query_params": report.retriever.get("query_params", {}),
+                    "metric": report.retriever.get("metric"),
+                }
+            }
+        )
+    )
     params["protocol"] = report.protocol.get("protocol", "")
-    return {metric_key(k): _param_value(v) for k, v in params.items() if v is not None and v != {} and v != []}
+    return {
+        metric_key(k): _param_value(v) for k, v in params.items() if v is not None and v != {} and v != []
+    }
 
 
 def run_metrics(report: Any) -> list[tuple[str, float, int]]:
@@ -208,7 +216,9 @@ def list_runs(uri: str | None = None, experiment: str | None = None, limit: int 
         found = mlflow.get_experiment_by_name(experiment_name(experiment))
         if found is None:
             return []
-        runs = mlflow.search_runs([found.experiment_id], max_results=limit, order_by=["attributes.start_time DESC"])
+        runs = mlflow.search_runs(
+            [found.experiment_id], max_results=limit, order_by=["attributes.start_time DESC"]
+        )
     return [
         {
             "run_id": r.info.run_id,

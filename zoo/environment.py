@@ -1,4 +1,8 @@
-"""What the numbers depend on: the machine, the load on it, and library versions (no heavy imports)."""
+"""What the numbers depend on: the machine, the load on it, and library versions (no heavy imports).
+
+The one owner of this record: ``zoo run`` (``run.json``), ``zoo bench`` (``bench.json``), the quality
+benchmark and ``zoo doctor`` all take it from here.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,8 @@ from typing import Any
 from zoo._version import __version__
 from zoo.retrieval.threads import available_cores
 
-#: distributions whose versions every bench records (when installed)
-LIBRARIES = ("torch", "numpy", "pandas", "hnswlib", "annoy", "faiss-cpu", "faiss-gpu", "rich")
+#: distributions the core depends on, recorded with every result (backends add their own through ``extra``)
+LIBRARIES = ("torch", "numpy", "pandas", "pluggy", "safetensors")
 
 
 def cpu_name() -> str:
@@ -74,9 +78,10 @@ def machine_info(device: Any = None) -> dict[str, Any]:
     return info
 
 
-def versions() -> dict[str, str]:
-    """recall-zoo, Python, CUDA and the installed libraries (read from metadata, nothing imported)."""
-    out = {"recall-zoo": __version__, "python": platform.python_version()}
+def versions(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """recall-zoo, Python, the platform, CUDA and the core libraries (read from metadata), plus
+    ``extra`` (e.g. a retriever's backend version under its name)."""
+    out = {"recall-zoo": __version__, "python": platform.python_version(), "platform": platform.platform()}
     for name in LIBRARIES:
         try:
             out[name] = importlib.metadata.version(name)
@@ -89,4 +94,12 @@ def versions() -> dict[str, str]:
             out["cuda"] = str(torch.version.cuda)
     except ImportError:  # pragma: no cover
         pass
+    out.update({name: version for name, version in (extra or {}).items() if version})
     return out
+
+
+def summary() -> dict[str, Any]:
+    """Versions, devices and cores (what ``zoo doctor`` prints first)."""
+    from zoo.device import available_devices
+
+    return {"versions": versions(), "devices": available_devices(), "cpu_count": os.cpu_count()}

@@ -1,0 +1,315 @@
+"""The stages of a run, each a public function (DESIGN section 3)::
+
+    prepared = prepare(RunConfig(model="dssm"))       # names, settings, dataset, protocol, encoding
+    trained = train(prepared)                          # the model from its preset, fitted
+    embedded = embed(trained)                          # test users and the catalogue as vectors
+    exact = evaluate_exact(embedded, ks)               # ground truth: exact full ranking + metrics
+    baseline = evaluate_popularity(embedded, ks)       # the popularity baseline, same protocol
+    retriever.fit(embedded.item_matrix(), ids=embedded.catalogue)
+    through_index = evaluate_index(retriever, embedded, ks, exact)
+
+``zoo run``, ``zoo bench`` and the quality benchmark call these; no stage reaches back into an
+earlier one, and nothing here prints (events go to a :class:`Progress`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from zoo.pipeline.config import RunConfig, Settings, resolve_settings
+from zoo.registry import Registry, default_registry
+
+
+class Progress:
+    """Receives stage events (the CLI shows them; the default ignores them)."""
+
+    def stage(self, name: str, detail: str = "") -> None:
+        """A stage started (``load``, ``prepare``, ``train``, ``evaluate``, ``index``, ``save``)."""
+
+    def trainer_callbacks(self) -> list[Any]:
+        """Callbacks handed to the MatchTrainer (e.g. a progress bar)."""
+        return []
+
+
+# -- prepare -------------------------------------------------------------------------------------------
+@dataclass
+class Prepared:
+    """A run's resolved names and settings and its encoded data, ready to train."""
+
+    config: RunConfig
+    model_spec: Any  # ModelSpec
+    dataset_spec: Any  # DatasetSpec
+    device: Any  # torch.device
+    settings: Settings
+    data: Any  # zoo.data.match.MatchData
+    dataset_stats: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def prepare(
+    config: RunConfig, *, registry: Registry | None = None, progress: Progress | None = None
+) -> Prepared:
+    """Resolve the model, dataset, protocol, device and settings (a typo fails here, before any work),
+    then load the dataset and encode it under the protocol."""
+    from zoo.data.locate import resolve_data_path
+    from zoo.data.match import MatchData
+    from zoo.data.protocol import get_protocol
+    from zoo.device import resolve_device
+
+    registry = registry or default_registry()
+    progress = progress or Progress()
+    model_spec = registry.model(config.model)
+    dataset_spec = registry.dataset(config.dataset)
+    device = resolve_device(config.device)
+    protocol = get_protocol(config.protocol or dataset_spec.default_protocol)
+    protocol = protocol.replace(mask_seen=config.mask_seen, **config.protocol_overrides)
+    settings = resolve_settings(model_spec, config)
+    model_spec.load()  # the model's module imports now, not after the data is prepared
+    data_path = (
+        resolve_data_path(dataset_spec, config.data_path) if dataset_spec.needs_path else config.data_path
+    )
+    timings: dict[str, float] = {}
+
+    progress.stage("load", dataset_spec.name)
+    started = time.perf_counter()
+    interactions = registry.load_dataset(dataset_spec.qualified_name, data_path, **config.dataset_options)
+    timings["load_s"] = time.perf_counter() - started
+
+    progress.stage("prepare", protocol.name)
+    started = time.perf_counter()
+    data = MatchData.from_interactions(interactions, protocol)
+    timings["prepare_s"] = time.perf_counter() - started
+    return Prepared(
+        config=config,
+        model_spec=model_spec,
+        dataset_spec=dataset_spec,
+        device=device,
+        settings=settings,
+        data=data,
+        dataset_stats={"dataset": dataset_spec.name, **interactions.stats()},
+        timings=timings,
+    )
+
+
+# -- train ---------------------------------------------------------------------------------------------
+@dataclass
+class Trained:
+    """A model trained by :func:`train`, with its trainer and training history."""
+
+    prepared: Prepared
+    model: Any  # RecallModel
+    trainer: Any  # MatchTrainer
+    history: list[dict[str, Any]]
+    timings: dict[str, float]
+
+    @property
+    def data(self) -> Any:
+        return self.prepared.data
+
+    @property
+    def device(self) -> Any:
+        return self.prepared.device
+
+    @property
+    def settings(self) -> Settings:
+        return self.prepared.settings
+
+    @property
+    def samples_per_s(self) -> float:
+        samples = int(self.data.train_sample_count(self.model))
+        return len(self.history) * samples / max(self.timings["train_s"], 1e-9)
+
+    def training_summary(self) -> dict[str, Any]:
+        """Epochs, best epoch, why it stopped, validation metric, speed and size (for reports)."""
+        return {
+            "mode": self.settings.trainer.mode,
+            "negatives": self.trainer.negatives,
+            "epochs_run": len(self.history),
+            "best_epoch": self.trainer.best_epoch,
+            "stopped": self.trainer.stop_reason,
+            "best_valid": self.trainer.best_score,
+            "valid_metric": self.trainer.valid_metric,
+            "history": self.history,
+            "samples_per_s": self.samples_per_s,
+            "parameters": int(sum(p.numel() for p in self.model.parameters())),
+        }
+
+
+def build_model(prepared: Prepared) -> Any:
+    """The model from its preset over the prepared schema, seeded by the run's seed, with the
+    catalogue's item table installed."""
+    import torch
+
+    from zoo.errors import UsageError
+
+    spec = prepared.model_spec
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(prepared.config.seed)
+        try:
+            model = spec.load().from_schema(prepared.data.schema, **prepared.settings.model)
+        except TypeError as exc:
+            raise UsageError(
+                f"model '{spec.name}': {exc}; check the parameter names (zoo models --json lists them)"
+            ) from None
+    model.set_item_table(prepared.data.item_table)
+    return model
+
+
+def train(prepared: Prepared, *, progress: Progress | None = None) -> Trained:
+    """Build the model from its preset and fit it on the prepared data, validating on the valid split."""
+    from zoo.train.trainer import MatchTrainer
+
+    progress = progress or Progress()
+    settings = prepared.settings
+    model = build_model(prepared)
+    trainer = MatchTrainer.from_config(
+        model,
+        settings.trainer,
+        device=prepared.device,
+        item_counts=prepared.data.item_counts,
+        callbacks=progress.trainer_callbacks(),
+    )
+    progress.stage("train", f"{prepared.model_spec.name} on {prepared.device}")
+    started = time.perf_counter()
+    batches = prepared.data.training_batches(
+        model,
+        settings.trainer.batch_size,
+        seed=prepared.config.seed,
+        window_stride=settings.data.get("window_stride"),
+    )
+    history = trainer.fit(batches, prepared.data.ranking_task("valid"))
+    return Trained(
+        prepared=prepared,
+        model=model,
+        trainer=trainer,
+        history=history,
+        timings={"train_s": time.perf_counter() - started},
+    )
+
+
+# -- embed ---------------------------------------------------------------------------------------------
+@dataclass
+class Embedded:
+    """A ranking task (test users, targets, catalogue, exclusions) with its user and item vectors."""
+
+    task: Any  # zoo.data.match.RankingTask
+    user_vectors: Any  # torch.Tensor [U, D] or [U, K, D], CPU
+    item_vectors: Any  # torch.Tensor [N, D], CPU
+    item_counts: Any = None  # training frequency per item id (the popularity baseline)
+    device: Any = None  # where exact scoring runs (None: CPU)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def catalogue(self) -> np.ndarray:
+        """Item id of each catalogue row."""
+        return self.task.catalogue.numpy()
+
+    @property
+    def num_users(self) -> int:
+        return int(self.task.num_users)
+
+    def user_matrix(self) -> np.ndarray:
+        """User vectors as a contiguous float32 array (what a retriever is queried with)."""
+        return np.ascontiguousarray(self.user_vectors.detach().cpu().numpy(), dtype=np.float32)
+
+    def item_matrix(self) -> np.ndarray:
+        """Item vectors as a contiguous float32 array (what a retriever is fitted on)."""
+        return np.ascontiguousarray(self.item_vectors.detach().cpu().numpy(), dtype=np.float32)
+
+    def exclude_ids(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The task's exclusion CSR with item ids (what a retriever returns) instead of catalogue rows."""
+        if self.task.exclude is None:
+            return None
+        indptr, rows = (t.numpy() for t in self.task.exclude)
+        return indptr, self.catalogue[rows]
+
+
+def embed(trained: Trained, split: str = "test") -> Embedded:
+    """User vectors of the ``split`` task's users and item vectors of the whole catalogue."""
+    from zoo.train.inference import embed_items, embed_users
+
+    task = trained.data.ranking_task(split)
+    started = time.perf_counter()
+    user_vectors = embed_users(trained.model, task.users, trained.device)
+    item_vectors = embed_items(trained.model, task.catalogue, trained.device)
+    return Embedded(
+        task=task,
+        user_vectors=user_vectors,
+        item_vectors=item_vectors,
+        item_counts=trained.data.item_counts,
+        device=trained.device,
+        timings={"embed_s": time.perf_counter() - started},
+    )
+
+
+# -- evaluate ------------------------------------------------------------------------------------------
+@dataclass
+class Ranking:
+    """Top item ids per task user (``-1`` pads), their task metrics and how long the search took."""
+
+    top: np.ndarray  # [U, max_k] item ids
+    metrics: dict[str, float]
+    seconds: float
+    users_per_s: float
+    recall_vs_exact: dict[str, float] = field(default_factory=dict)
+
+
+def _ranking(top: np.ndarray, embedded: Embedded, ks: Sequence[int], seconds: float) -> Ranking:
+    from zoo.evaluate import ranking_metrics
+
+    return Ranking(
+        top=top,
+        metrics=ranking_metrics(top, embedded.task.targets, ks=ks),
+        seconds=seconds,
+        users_per_s=embedded.num_users / max(seconds, 1e-9),
+    )
+
+
+def evaluate_exact(embedded: Embedded, ks: Iterable[int], *, masked: bool = True) -> Ranking:
+    """The ground truth: exact full ranking over the catalogue (the task's exclusions masked unless
+    ``masked=False``) and its metrics at every K."""
+    from zoo.evaluate import rows_to_ids, topk_items
+
+    ks = tuple(ks)
+    device = embedded.device
+    exclude = embedded.task.exclude if masked else None
+    started = time.perf_counter()
+    rows, _ = topk_items(
+        embedded.user_vectors, embedded.item_vectors, max(ks), exclude=exclude, device=device
+    )
+    seconds = time.perf_counter() - started
+    return _ranking(rows_to_ids(rows.numpy(), embedded.catalogue), embedded, ks, seconds)
+
+
+def evaluate_popularity(embedded: Embedded, ks: Iterable[int]) -> Ranking:
+    """The popularity baseline under the same protocol (same masking, same candidates)."""
+    import torch
+
+    from zoo.evaluate import rows_to_ids, topk_items
+
+    ks = tuple(ks)
+    task = embedded.task
+    popularity = embedded.item_counts[task.catalogue].float().unsqueeze(1)
+    started = time.perf_counter()
+    rows, _ = topk_items(torch.ones(task.num_users, 1), popularity, max(ks), exclude=task.exclude)
+    seconds = time.perf_counter() - started
+    return _ranking(rows_to_ids(rows.numpy(), embedded.catalogue), embedded, ks, seconds)
+
+
+def evaluate_index(retriever: Any, embedded: Embedded, ks: Iterable[int], exact: Ranking) -> Ranking:
+    """Query a fitted retriever for every task user (the task's exclusions filtered out) and score it:
+    task metrics, recall against the exact top-K at every K, and query speed."""
+    from zoo.evaluate import ann_recall
+    from zoo.retrieval.filtering import query_excluding
+
+    ks = tuple(ks)
+    started = time.perf_counter()
+    top, _ = query_excluding(retriever, embedded.user_matrix(), max(ks), embedded.exclude_ids())
+    ranking = _ranking(top, embedded, ks, time.perf_counter() - started)
+    ranking.recall_vs_exact = {f"recall@{k}": ann_recall(top[:, :k], exact.top[:, :k]) for k in ks}
+    return ranking
