@@ -114,7 +114,10 @@ def machine_label(info: dict[str, Any]) -> str:
 
     if info.get("gpu") and str(info.get("device", "cuda")).startswith("cuda"):
         return f"{info['gpu']} (CUDA {version('cuda')}), torch {version('torch')}"
-    return f"{info.get('cpu', '')} ({info.get('cores') or info.get('cpu_count')} cores), torch {version('torch')}"
+    return (
+        f"{info.get('cpu', '')} ({info.get('cores') or info.get('cpu_count')} cores),"
+        f" torch {version('torch')}"
+    )
 
 
 def render_markdown(results: list[dict[str, Any]], info: dict[str, Any], command: str) -> str:
@@ -145,7 +148,8 @@ def render_markdown(results: list[dict[str, Any]], info: dict[str, Any], command
             f"| {r['model']} | {r['protocol']} | "
             + " | ".join(cells)
             + f" | {r['headline']} >= {r['floor']} {'(met)' if r['passed'] else '(NOT met)'} | {r['anchor']}"
-            + f" | {training['epochs_run']} ({training['best_epoch']}){stop_note(training)} | {r['train_s'] / 60:.1f} min"
+            + f" | {training['epochs_run']} ({training['best_epoch']}){stop_note(training)}"
+            + f" | {r['train_s'] / 60:.1f} min"
             + f" | {r['device']} {mark(r)} |"
         )
     lines.append("")

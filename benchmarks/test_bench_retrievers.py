@@ -311,7 +311,7 @@ def test_faiss_plugin_vs_raw_faiss(benchmark, faiss_ivf, queries, truth):
     benchmark.pedantic(lambda: faiss_ivf.query(queries, K), rounds=3, iterations=1)
 
 
-# -- evaluation and training ------------------------------------------------------------------------------------
+# -- evaluation and training ---------------------------------------------------------------------------------
 def test_evaluate_index_throughput(benchmark, exact, items, queries):
     """``zoo.pipeline.evaluate_index`` (seen items masked, metrics) over the exact index: users/s."""
     from zoo.data.match import RankingTask

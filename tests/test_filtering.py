@@ -132,7 +132,7 @@ def test_drop_excluded_hand_made():
     assert got_ids.tolist() == [[100, -1], [3, 100]]
 
 
-# -- query_excluding ------------------------------------------------------------------------------------------
+# -- query_excluding -----------------------------------------------------------------------------------------
 def make_case(seed: int, users: int, items: int, dim: int, interests: int | None):
     rng = np.random.default_rng(seed)
     item_vectors = rng.standard_normal((items, dim))

@@ -20,13 +20,18 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tests.test_plugins import GOOD_PLUGIN, Site, clean_env, site  # noqa: F401 - fixtures
+from tests import test_plugins
+from tests.test_plugins import GOOD_PLUGIN, Site
 from zoo import hookimpl
 from zoo.plugins import PluginManager
 from zoo.registry import reset_default_registry
 from zoo_cli.main import CORE_COMMANDS, build_app, main
 
 pytest_plugins = ["zoo.testing.plugin"]
+
+# fixtures shared with tests/test_plugins.py: bound here so that pytest finds them in this module
+clean_env = test_plugins.clean_env
+site = test_plugins.site
 
 BROKEN = "raise RuntimeError('broken on purpose')\n"
 
@@ -182,7 +187,7 @@ def test_each_failure_mode_is_shown_and_the_rest_works(
     site: Site,
     case: str,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     command = COMMAND.get(case, "models")
     _, _, baseline = run_main([command, "--json"], capsys)
@@ -208,7 +213,7 @@ def test_each_failure_mode_is_shown_and_the_rest_works(
 def test_strict_mode_makes_any_command_fail_in_one_line(
     site: Site,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     CASES["import failure"][0](site)
     monkeypatch.setenv("ZOO_STRICT_PLUGINS", "1")
@@ -219,7 +224,7 @@ def test_strict_mode_makes_any_command_fail_in_one_line(
         assert line.startswith("error: ZOO_STRICT_PLUGINS is set") and "fakebroken" in line
 
 
-def test_two_distributions_with_the_same_name_through_the_cli(site: Site) -> None:  # noqa: F811
+def test_two_distributions_with_the_same_name_through_the_cli(site: Site) -> None:
     site.good("zoo-fake-a", "twina", "zoo_fake_a", "twin", desc="from a")
     site.good("zoo-fake-b", "twinb", "zoo_fake_b", "twin", desc="from b")
     reset_default_registry()
@@ -236,7 +241,7 @@ def test_two_distributions_with_the_same_name_through_the_cli(site: Site) -> Non
     assert "zoo-fake-a" in line and "zoo-fake-b" in line and "'zoo-fake-a:twin'" in line
 
 
-def test_installed_command_shadowing_a_core_command(site: Site, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+def test_installed_command_shadowing_a_core_command(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
     site.install("zoo-fake-cmd", {"fakecmd": "zoo_fake_cmd"}, {"zoo_fake_cmd": SHADOWING})
     code, out, err = run_main(["models"], capsys)
     assert code == 0
@@ -278,7 +283,7 @@ def test_every_core_command_works_with_a_broken_plugin_installed(
     site: Site,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)  # whatever an installed run sink writes next to the run stays here
     site.install("zoo-fake-broken", {"fakebroken": "zoo_fake_broken"}, {"zoo_fake_broken": BROKEN})
@@ -294,7 +299,7 @@ def test_every_core_command_works_with_a_broken_plugin_installed(
     assert (tmp_path / "fine" / "pyproject.toml").is_file()
 
 
-def test_help_in_a_subprocess_with_a_broken_plugin_installed(site: Site) -> None:  # noqa: F811
+def test_help_in_a_subprocess_with_a_broken_plugin_installed(site: Site) -> None:
     site.install("zoo-fake-broken", {"fakebroken": "zoo_fake_broken"}, {"zoo_fake_broken": BROKEN})
     script = Path(sys.executable).with_name("zoo")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZOO_")}
@@ -372,7 +377,7 @@ def test_raising_run_sink_is_one_warning_line_and_the_run_succeeds(
     assert (tmp_path / "run" / "run.json").is_file()
 
 
-def test_fresh_manager_ignores_installed_plugins(site: Site) -> None:  # noqa: F811
+def test_fresh_manager_ignores_installed_plugins(site: Site) -> None:
     from zoo.testing import fresh_manager
 
     site.install("zoo-fake-broken", {"fakebroken": "zoo_fake_broken"}, {"zoo_fake_broken": BROKEN})

@@ -385,7 +385,8 @@ def test_rating_threshold_and_k_core_are_applied_first():
     interactions = make_data(rows)
     protocol = Protocol(name="t", min_rating=3, item_core=2)
     data = MatchData.from_interactions(interactions, protocol)
-    # rating >= 3 keeps rows 0, 2, 3, 4, 5, 6, 9; item 5 has one event -> 2-core drops it; user 2 is left empty
+    # rating >= 3 keeps rows 0, 2, 3, 4, 5, 6, 9; item 5 has one event -> 2-core drops it; user 2 is left
+    # empty
     kept = {0, 2, 3, 4, 5, 6}
     ref = Reference(interactions, rows_kept=kept)
     check_against_reference(data, interactions, ref, protocol)

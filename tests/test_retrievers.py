@@ -197,10 +197,12 @@ def test_every_builtin_retriever_has_a_conformance_class() -> None:
 # -- registration ------------------------------------------------------------------------------------
 def test_plugin_modules_import_no_heavy_backend() -> None:
     code = (
-        "import sys, zoo_plugins.exact, zoo_plugins.hnsw, zoo_plugins.annoy, zoo_plugins.faiss, zoo.retrieval;"
+        "import sys, zoo_plugins.exact, zoo_plugins.hnsw, zoo_plugins.annoy, zoo_plugins.faiss,"
+        " zoo.retrieval;"
         "from zoo.registry import list_retrievers; names = list_retrievers();"
         "assert {'exact', 'hnsw', 'annoy', 'faiss'} <= set(names), names;"
-        "heavy = [m for m in ('torch', 'hnswlib', 'annoy', 'faiss') if m in sys.modules]; assert not heavy, heavy"
+        "heavy = [m for m in ('torch', 'hnswlib', 'annoy', 'faiss') if m in sys.modules];"
+        " assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -799,9 +801,10 @@ def test_faiss_nprobe_and_efsearch_change_answers_without_rebuild() -> None:
 def test_faiss_pq_scores_are_exact_when_rescored_and_approximate_otherwise() -> None:
     items = clustered(3000, 16, 54)
     queries = clustered(50, 16, 55)
-    exact_scores = lambda ids: np.take_along_axis(
-        queries.astype(np.float64) @ items.T.astype(np.float64), ids, 1
-    )  # noqa: E731
+
+    def exact_scores(ids: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(queries.astype(np.float64) @ items.T.astype(np.float64), ids, 1)
+
     rescored = create_retriever("faiss", index="IVF-PQ", nprobe=16, k_factor=4, num_threads=1).fit(items)
     ids, scores = rescored.query(queries, 10)
     np.testing.assert_allclose(scores, exact_scores(ids), rtol=1e-4, atol=1e-3)

@@ -191,7 +191,8 @@ def test_hand_made_point_wise():
     train, test = generate_seq_feature_match(
         data, "user_id", "movie_id", "timestamp", ["cate_id"], min_item=0, seed=0
     )
-    # user 1 in time order (ties at t=1 in file order): 12, 13, 10; user 2: 12, 11; user 3: one event, no sample
+    # user 1 in time order (ties at t=1 in file order): 12, 13, 10; user 2: 12, 11; user 3: one event, no
+    # sample
     cols = ["user_id", "movie_id", "hist_movie_id", "histlen_movie_id", "hist_cate_id", "timestamp", "label"]
     assert sorted(rows_of(train, cols)) == [(1, 13, (12,), 1, (2,), 1, 1)]
     assert sorted(rows_of(test, cols)) == [(1, 10, (12, 13), 2, (2, 3), 3, 1), (2, 11, (12,), 1, (1,), 1, 1)]

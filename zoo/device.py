@@ -55,7 +55,8 @@ def resolve_device(spec: Any = "auto") -> Any:
     index = int(text.split(":")[1]) if ":" in text else 0
     if index >= torch.cuda.device_count():
         raise DeviceError(
-            f"--device {text}: only {torch.cuda.device_count()} CUDA device(s); available: {', '.join(present)}"
+            f"--device {text}: only {torch.cuda.device_count()} CUDA device(s); available:"
+            f" {', '.join(present)}"
         )
     return torch.device(f"cuda:{index}")
 

@@ -3,7 +3,9 @@
 ::
 
     SparseFeature("user_id", vocab_size=user_num, embed_dim=16)
-    SequenceFeature("hist_movie_id", vocab_size=item_num, embed_dim=16, pooling="mean", shared_with="movie_id")
+    SequenceFeature(
+        "hist_movie_id", vocab_size=item_num, embed_dim=16, pooling="mean", shared_with="movie_id"
+    )
     DenseFeature("price")
 
 Ids are dense integers; ``0`` is padding for sequence features (never pooled: the mean is taken over
@@ -82,7 +84,8 @@ class SparseFeature:
         self.embed_dim = int(self.embed_dim)
         if self.padding_idx is not None and not 0 <= int(self.padding_idx) < self.vocab_size:
             raise UsageError(
-                f"{type(self).__name__} '{self.name}': padding_idx {self.padding_idx} is outside 0..{self.vocab_size - 1}"
+                f"{type(self).__name__} '{self.name}': padding_idx {self.padding_idx} is outside"
+                f" 0..{self.vocab_size - 1}"
             )
 
     @property
@@ -112,7 +115,8 @@ class SequenceFeature(SparseFeature):
             self.pooling = _POOLING_ALIASES.get(self.pooling.lower(), self.pooling.lower())
         if self.pooling not in POOLINGS:
             raise UsageError(
-                f"SequenceFeature '{self.name}': pooling {self.pooling!r} must be 'mean', 'sum' or None (raw sequence)"
+                f"SequenceFeature '{self.name}': pooling {self.pooling!r} must be 'mean', 'sum' or None (raw"
+                " sequence)"
             )
         if self.padding_idx is None:
             self.padding_idx = 0

@@ -77,8 +77,8 @@ def check_run_folder(target: Path, *, force: bool = False, option: str = "--out"
     if not force:
         shown = ", ".join(repr(n) for n in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
         raise UsageError(
-            f"{option} {target} holds files recall-zoo did not write ({shown}); choose a new"
-            f" {option} folder, or pass --force to write the run's files into it (nothing else there is touched)"
+            f"{option} {target} holds files recall-zoo did not write ({shown}); choose a new {option} folder,"
+            " or pass --force to write the run's files into it (nothing else there is touched)"
         )
     return True
 

@@ -170,8 +170,8 @@ def verify_files(folder: Path, files: Any, *, header: Path, what: str) -> None:
             raise ModelFileError(f"{path}: missing; the folder is incomplete, {what}")
         if path.stat().st_size != info.get("bytes"):
             raise ModelFileError(
-                f"{path}: {path.stat().st_size} bytes, {header.name} says {info.get('bytes')}; the file is truncated"
-                f" or corrupted, {what}"
+                f"{path}: {path.stat().st_size} bytes, {header.name} says {info.get('bytes')}; the file is"
+                f" truncated or corrupted, {what}"
             )
         if sha256_file(path) != info.get("sha256"):
             raise ModelFileError(f"{path}: checksum mismatch; the file is corrupted, {what}")

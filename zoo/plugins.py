@@ -122,7 +122,10 @@ def _requires_zoo_ok(dist: metadata.Distribution) -> str:
         if normalize_dist(req.name) != BUILTIN_DIST or req.marker and not req.marker.evaluate({"extra": ""}):
             continue
         if req.specifier and not req.specifier.contains(__version__, prereleases=True):
-            return f"needs recall-zoo{req.specifier}, this is {__version__}; upgrade recall-zoo or pin an older plugin"
+            return (
+                f"needs recall-zoo{req.specifier}, this is {__version__}; upgrade recall-zoo or pin an older"
+                " plugin"
+            )
     return ""
 
 
@@ -335,7 +338,8 @@ class PluginManager:
                 for item in items:
                     if not isinstance(item, spec_type):
                         raise PluginError(
-                            f"{hook_name} returned {type(item).__name__}, expected zoo.specs.{spec_type.__name__}"
+                            f"{hook_name} returned {type(item).__name__}, expected"
+                            f" zoo.specs.{spec_type.__name__}"
                         )
             except BaseException as exc:  # noqa: BLE001
                 if isinstance(exc, KeyboardInterrupt):
@@ -387,7 +391,8 @@ class PluginManager:
         return out
 
     def record_hook_error(self, record: PluginRecord, hook_name: str, exc: BaseException) -> None:
-        """Remember that ``record``'s ``hook_name`` raised ``exc`` (shown by ``zoo plugins``/``zoo doctor``)."""
+        """Remember that ``record``'s ``hook_name`` raised ``exc`` (shown by
+        ``zoo plugins``/``zoo doctor``)."""
         record.hook_errors[hook_name] = " ".join(f"{hook_name} raised {type(exc).__name__}: {exc}".split())
         record.traceback = traceback.format_exc()
 

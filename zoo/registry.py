@@ -95,11 +95,13 @@ class Registry:
         return self.model(name).load()
 
     def create_retriever(self, name: str, *, metric: str = "ip", **params: Any) -> Any:
-        """Instantiate retriever ``name`` with its default build and query parameters overridden by ``params``."""
+        """Instantiate retriever ``name`` with its default build and query parameters overridden by
+        ``params``."""
         spec = self.retriever(name)
         if metric not in spec.metrics:
             raise UsageError(
-                f"retriever '{name}' does not support metric '{metric}'; it supports {', '.join(spec.metrics)}"
+                f"retriever '{name}' does not support metric '{metric}'; it supports"
+                f" {', '.join(spec.metrics)}"
             )
         known = set(spec.build_params) | set(spec.query_params)
         unknown = sorted(set(params) - known)
@@ -145,7 +147,8 @@ def default_registry(plugin_paths: Sequence[str | os.PathLike[str]] = ()) -> Reg
 def set_default_registry(
     registry: Registry | None, plugin_paths: Sequence[str | os.PathLike[str]] = ()
 ) -> Registry | None:
-    """Make ``registry`` the process default for ``plugin_paths`` (None forgets it); returns the previous one."""
+    """Make ``registry`` the process default for ``plugin_paths`` (None forgets it); returns the previous
+    one."""
     key = tuple(str(p) for p in plugin_paths)
     previous = _DEFAULT.get(key)
     if registry is None:

@@ -64,7 +64,8 @@ class Spec:
             module, _, attr = self.factory.partition(":")
             if not module or not attr:
                 raise PluginError(
-                    f"{self.kind} '{self.name}': factory {self.factory!r} must look like 'package.module:attribute'."
+                    f"{self.kind} '{self.name}': factory {self.factory!r} must look like"
+                    " 'package.module:attribute'."
                 )
         elif not callable(self.factory):
             raise PluginError(
@@ -105,7 +106,8 @@ class Spec:
         missing = self.missing_requirements()
         if missing:
             raise PluginError(
-                f"{self.kind} '{self.name}' needs {', '.join(missing)}, which is not installed: {self.install_hint()}."
+                f"{self.kind} '{self.name}' needs {', '.join(missing)}, which is not installed:"
+                f" {self.install_hint()}."
             )
         module_name, _, attr = self.factory.partition(":")
         try:
@@ -121,7 +123,8 @@ class Spec:
                 obj = getattr(obj, part)
             except AttributeError as exc:
                 raise PluginError(
-                    f"{self.kind} '{self.name}': {module_name} has no attribute {attr!r} (factory {self.factory!r})."
+                    f"{self.kind} '{self.name}': {module_name} has no attribute {attr!r} (factory"
+                    f" {self.factory!r})."
                 ) from exc
         return obj
 

@@ -84,7 +84,8 @@ def fit_and_size(retriever: Any, data: ModelData, scratch: Path, warn: Any = Non
     except Exception as exc:  # noqa: BLE001 - only the disk size is lost
         if warn is not None:
             warn(
-                f"warning: could not save the {retriever.name} index to measure its size on disk ({one_line(exc)})"
+                f"warning: could not save the {retriever.name} index to measure its size on disk"
+                f" ({one_line(exc)})"
             )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

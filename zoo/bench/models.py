@@ -98,7 +98,8 @@ def _save(folder: Path, trained: Any, data: ModelData, progress: Any) -> None:
         except Exception as exc:  # a model plugin without save(): the embeddings are what the bench needs
             shutil.rmtree(tmp / "model", ignore_errors=True)
             progress.warning(
-                f"warning: model '{folder.name}' could not be saved ({one_line(exc)}); its embeddings were kept"
+                f"warning: model '{folder.name}' could not be saved ({one_line(exc)}); its embeddings were"
+                " kept"
             )
         commit_dir(tmp, folder)
     except BaseException:

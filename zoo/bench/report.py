@@ -256,32 +256,36 @@ def _protocol_items(doc: dict[str, Any]) -> list[tuple[str, str]]:
         ("cut-offs K", ", ".join(str(k) for k in config.get("ks", []))),
         (
             "recall",
-            f"search recall@K: share of the exact top-K (all items, no masking) that the index returns for the same"
-            f" user vector; the plot and the target use K={k_main}, target {config.get('recall_target')}",
+            "search recall@K: share of the exact top-K (all items, no masking) that the index returns for"
+            f" the same user vector; the plot and the target use K={k_main}, target"
+            f" {config.get('recall_target')}",
         ),
         (
             "queries/s",
-            f"test users answered per second by one batched top-K query of every user (a K-interest user counts once;"
-            f" interests merged in the core), median of {config.get('repeat')} passes after a warm-up pass",
+            "test users answered per second by one batched top-K query of every user (a K-interest user"
+            f" counts once; interests merged in the core), median of {config.get('repeat')} passes after a"
+            " warm-up pass",
         ),
         (
             "latency",
-            f"one-user top-K queries, {config.get('latency_queries')} users sampled with seed {config.get('seed')}",
+            f"one-user top-K queries, {config.get('latency_queries')} users sampled with seed"
+            f" {config.get('seed')}",
         ),
         (
             "quality",
-            "HitRate/NDCG@K of the list the index returns with the user's seen items excluded when the protocol masks"
-            " them (the index is asked for K plus the exclusions, as zoo run does)",
+            "HitRate/NDCG@K of the list the index returns with the user's seen items excluded when the"
+            " protocol masks them (the index is asked for K plus the exclusions, as zoo run does)",
         ),
         ("speed-up", "queries/s over exact search's queries/s for the same model, K and device"),
         (
             "training",
-            f"each model trained once on {config.get('device_resolved') or config.get('device')}, seed {config.get('seed')}",
+            f"each model trained once on {config.get('device_resolved') or config.get('device')}, seed"
+            f" {config.get('seed')}",
         ),
         (
             "machine",
-            f"{machine.get('cpu')}, {machine.get('usable_cores')} usable cores, {machine.get('memory_gb')} GB,"
-            f" GPU {machine.get('gpu') or 'none'}, torch threads {machine.get('torch_threads')}",
+            f"{machine.get('cpu')}, {machine.get('usable_cores')} usable cores, {machine.get('memory_gb')}"
+            f" GB, GPU {machine.get('gpu') or 'none'}, torch threads {machine.get('torch_threads')}",
         ),
         ("load average (1, 5, 15 min) per run", "; ".join(loads) or "n/a"),
         ("versions", ", ".join(f"{k} {v}" for k, v in versions.items())),
@@ -289,7 +293,7 @@ def _protocol_items(doc: dict[str, Any]) -> list[tuple[str, str]]:
     return items
 
 
-# -- markdown ---------------------------------------------------------------------------------------------------
+# -- markdown ------------------------------------------------------------------------------------------------
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     def clean(text: str) -> str:
         return str(text).replace("|", "\\|")
@@ -323,9 +327,10 @@ def render_markdown(doc: dict[str, Any]) -> str:
         if training:
             parts.append(
                 f"Trained in {_num(info.get('train_s'), 1)} s ({training.get('epochs_run')} epochs, best"
-                f" {training.get('best_epoch')}, valid {training.get('valid_metric')} {_num(training.get('best_valid'))},"
-                f" {_qps(training.get('samples_per_s'))} samples/s); {info.get('users')} test users,"
-                f" {info.get('items')} items, dim {info.get('dim')}, {info.get('interests')} vector(s) per user."
+                f" {training.get('best_epoch')}, valid {training.get('valid_metric')}"
+                f" {_num(training.get('best_valid'))}, {_qps(training.get('samples_per_s'))} samples/s);"
+                f" {info.get('users')} test users, {info.get('items')} items, dim {info.get('dim')},"
+                f" {info.get('interests')} vector(s) per user."
             )
             parts.append("")
         header, rows = _quality_rows(doc, model)
@@ -347,13 +352,16 @@ def render_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
-# -- html --------------------------------------------------------------------------------------------------------
+# -- html ----------------------------------------------------------------------------------------------------
 CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1200px;\
+padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-table{border-collapse:collapse;margin:.8em 0;font-size:13px}th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}
+table{border-collapse:collapse;margin:.8em 0;font-size:13px}\
+th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}
 th{background:#f3f3f3}td:first-child,td:nth-child(2),th:first-child,th:nth-child(2){text-align:left}
-.charts{display:flex;flex-wrap:wrap;gap:1em}.note{color:#555;font-size:13px}dl{font-size:13px}dt{font-weight:600;margin-top:.4em}
+.charts{display:flex;flex-wrap:wrap;gap:1em}.note{color:#555;font-size:13px}\
+dl{font-size:13px}dt{font-weight:600;margin-top:.4em}
 details summary{cursor:pointer;margin:.6em 0}
 """
 
@@ -424,9 +432,10 @@ def render_html(doc: dict[str, Any]) -> str:
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
-        f"<p class='note'>Schema {doc.get('schema_version')}, created {escape(str(doc.get('created')))}, updated"
-        f" {escape(str(doc.get('updated')))}. Recall target {escape(str(config.get('recall_target')))} at K={k_main}"
-        " against exact search. Hover a point for its setting.</p>",
+        f"<p class='note'>Schema {doc.get('schema_version')}, created {escape(str(doc.get('created')))},"
+        f" updated {escape(str(doc.get('updated')))}. Recall target"
+        f" {escape(str(config.get('recall_target')))} at K={k_main} against exact search. Hover a point for"
+        " its setting.</p>",
         "<h2>Fastest setting reaching the recall target</h2>",
         _html_table(ANSWER_HEADER, _answer_rows(doc)),
     ]
@@ -439,11 +448,12 @@ def render_html(doc: dict[str, Any]) -> str:
         training = info.get("training", {})
         if training:
             parts.append(
-                f"<p class='note'>Trained in {_num(info.get('train_s'), 1)} s ({training.get('epochs_run')} epochs, best"
-                f" {training.get('best_epoch')}, valid {escape(str(training.get('valid_metric')))}"
-                f" {_num(training.get('best_valid'))}, {_qps(training.get('samples_per_s'))} samples/s);"
-                f" {info.get('users')} test users, {info.get('items')} items, dim {info.get('dim')},"
-                f" {info.get('interests')} vector(s) per user.</p>"
+                f"<p class='note'>Trained in {_num(info.get('train_s'), 1)} s ({training.get('epochs_run')}"
+                f" epochs, best {training.get('best_epoch')}, valid"
+                f" {escape(str(training.get('valid_metric')))} {_num(training.get('best_valid'))},"
+                f" {_qps(training.get('samples_per_s'))} samples/s); {info.get('users')} test users,"
+                f" {info.get('items')} items, dim {info.get('dim')}, {info.get('interests')} vector(s) per"
+                " user.</p>"
             )
         parts.append(_pareto_svg(doc, model))
         header, rows = _quality_rows(doc, model)
@@ -466,8 +476,8 @@ def render_html(doc: dict[str, Any]) -> str:
                         (b["cell"].get("memory_bytes") or 0) / 2**20
                         if b["cell"].get("memory_bytes") is not None
                         else None,
-                        f"{b['label']}: memory {_bytes(b['cell'].get('memory_bytes'))} ({b['cell'].get('memory_method')}),"
-                        f" disk {_bytes(b['cell'].get('disk_bytes'))}",
+                        f"{b['label']}: memory {_bytes(b['cell'].get('memory_bytes'))}"
+                        f" ({b['cell'].get('memory_method')}), disk {_bytes(b['cell'].get('disk_bytes'))}",
                     )
                     for b in builds
                 ],
@@ -479,13 +489,15 @@ def render_html(doc: dict[str, Any]) -> str:
             parts.append(f"<div class='charts'>{build_bars}{memory_bars}</div>")
         header, rows = _all_cell_rows(doc, model)
         parts.append(
-            f"<details><summary>Every measured setting ({len(rows)})</summary>{_html_table(header, rows)}</details>"
+            "<details><summary>Every measured setting"
+            f" ({len(rows)})</summary>{_html_table(header, rows)}</details>"
         )
     unavailable = doc.get("unavailable", [])
     if unavailable:
         parts.append("<h2>Unavailable retrievers</h2><ul>")
         parts += [
-            f"<li>{escape(u['name'])}: {escape(u['reason'])}; install with <code>{escape(u['install'])}</code></li>"
+            f"<li>{escape(u['name'])}: {escape(u['reason'])}; install with"
+            f" <code>{escape(u['install'])}</code></li>"
             for u in unavailable
         ]
         parts.append("</ul>")

@@ -191,8 +191,9 @@ class _Bench:
         for spec in retriever_specs:
             if not spec.available:
                 self.progress.warning(
-                    f"warning: retriever '{spec.name}' is unavailable ({', '.join(spec.missing_requirements())} not"
-                    f" installed); skipped. Install it with: {spec.install_hint()}"
+                    f"warning: retriever '{spec.name}' is unavailable"
+                    f" ({', '.join(spec.missing_requirements())} not installed); skipped. Install it with:"
+                    f" {spec.install_hint()}"
                 )
 
         settings = {spec.name: self._settings(spec, grid, device) for spec in available}
@@ -401,7 +402,8 @@ class _Bench:
             self.write()
             primary = at[str(min(self.config.ks))]
             self.progress.advance(
-                f"{model} x {spec.name} {_short(query)}: recall {primary['recall']:.3f}, {primary['qps']:,.0f} q/s"
+                f"{model} x {spec.name} {_short(query)}: recall {primary['recall']:.3f},"
+                f" {primary['qps']:,.0f} q/s"
             )
 
     def _failed(

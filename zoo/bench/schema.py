@@ -135,13 +135,14 @@ def load_document(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ModelFileError(f"{path}: unreadable bench results ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != BENCH_FORMAT:
         raise ModelFileError(
-            f"{path}: not a recall-zoo bench file (format {data.get('format') if isinstance(data, dict) else None!r})"
+            f"{path}: not a recall-zoo bench file (format"
+            f" {data.get('format') if isinstance(data, dict) else None!r})"
         )
     version = data.get("schema_version")
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise ModelFileError(
-            f"{path}: bench schema version {version!r} is newer than this recall-zoo reads ({SCHEMA_VERSION});"
-            " upgrade recall-zoo"
+            f"{path}: bench schema version {version!r} is newer than this recall-zoo reads"
+            f" ({SCHEMA_VERSION}); upgrade recall-zoo"
         )
     base = new_document()
     base.update(data)

@@ -75,8 +75,8 @@ def pareto_plot(
     left, right, top, bottom = 70, 170, 40, 50
     plot_w, plot_h = width - left - right, height - top - bottom
     out = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='{width}' height='{height}'"
-        f" role='img' aria-label='{escape(title, quote=True)}' {FONT} font-size='12'>",
+        f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='{width}'"
+        f" height='{height}' role='img' aria-label='{escape(title, quote=True)}' {FONT} font-size='12'>",
         f"<text x='{left}' y='22' font-size='15' font-weight='600'>{escape(title)}</text>",
     ]
     if not points:
@@ -117,14 +117,14 @@ def pareto_plot(
         f"<text x='{left + plot_w / 2}' y='{height - 10}' text-anchor='middle'>{escape(x_label)}</text>"
     )
     out.append(
-        f"<text x='16' y='{top + plot_h / 2}' text-anchor='middle' transform='rotate(-90 16 {top + plot_h / 2})'>"
-        f"{escape(y_label)}</text>"
+        f"<text x='16' y='{top + plot_h / 2}' text-anchor='middle' transform='rotate(-90 16"
+        f" {top + plot_h / 2})'>{escape(y_label)}</text>"
     )
     if target is not None and x_lo <= target <= x_hi:
         x = sx(target)
         out.append(
-            f"<line x1='{x:.1f}' y1='{top}' x2='{x:.1f}' y2='{top + plot_h}' stroke='#444' stroke-dasharray='5,4'>"
-            f"<title>recall target {target:g}</title></line>"
+            f"<line x1='{x:.1f}' y1='{top}' x2='{x:.1f}' y2='{top + plot_h}' stroke='#444'"
+            f" stroke-dasharray='5,4'><title>recall target {target:g}</title></line>"
         )
         out.append(
             f"<text x='{x - 4:.1f}' y='{top + 12}' text-anchor='end' fill='#444'>target {target:g}</text>"
@@ -178,8 +178,8 @@ def bar_chart(
     lo = min(values) if values else 1.0
     plot_w = width - left - right
     out = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='{width}' height='{height}'"
-        f" role='img' aria-label='{escape(title, quote=True)}' {FONT} font-size='12'>",
+        f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='{width}'"
+        f" height='{height}' role='img' aria-label='{escape(title, quote=True)}' {FONT} font-size='12'>",
         f"<text x='4' y='20' font-size='14' font-weight='600'>{escape(title)}</text>",
     ]
 
@@ -197,7 +197,8 @@ def bar_chart(
             continue
         w = length(value) if value > 0 else 2.0
         out.append(
-            f"<rect x='{left}' y='{y}' width='{w:.1f}' height='{bar_h}' fill='{color}'><title>{escape(tip)}</title></rect>"
+            f"<rect x='{left}' y='{y}' width='{w:.1f}' height='{bar_h}'"
+            f" fill='{color}'><title>{escape(tip)}</title></rect>"
         )
         out.append(
             f"<text x='{left + w + 6:.1f}' y='{y + 12}'>{escape(_fmt_value(value))} {escape(unit)}</text>"

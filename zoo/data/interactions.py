@@ -49,8 +49,8 @@ class Interactions:
         missing = [c for c in EVENT_COLUMNS if c not in events.columns]
         if missing:
             raise DataError(
-                f"{self.where}: missing column {', '.join(repr(m) for m in missing)};"
-                f" interactions need {', '.join(EVENT_COLUMNS)} (map yours with the csv dataset's column options)"
+                f"{self.where}: missing column {', '.join(repr(m) for m in missing)}; interactions need"
+                f" {', '.join(EVENT_COLUMNS)} (map yours with the csv dataset's column options)"
             )
         if len(events) == 0:
             raise DataError(f"{self.where}: no interactions; the file is empty or every row was filtered out")
@@ -59,7 +59,8 @@ class Interactions:
             if nulls.any():
                 row = int(np.flatnonzero(nulls)[0])
                 raise DataError(
-                    f"{self.where}: column '{col}' is empty in {int(nulls.sum())} row(s), first at row {row + 1}"
+                    f"{self.where}: column '{col}' is empty in {int(nulls.sum())} row(s), first at row"
+                    f" {row + 1}"
                 )
         if not pd.api.types.is_numeric_dtype(events["timestamp"]):
             raise DataError(
@@ -73,8 +74,8 @@ class Interactions:
             if nan.any():
                 row = int(np.flatnonzero(nan)[0])
                 raise DataError(
-                    f"{self.where}: column 'rating' is NaN in {int(nan.sum())} row(s), first at row {row + 1};"
-                    " drop or fill those rows"
+                    f"{self.where}: column 'rating' is NaN in {int(nan.sum())} row(s), first at row"
+                    f" {row + 1}; drop or fill those rows"
                 )
         for table, key in ((self.users, "user_id"), (self.items, "item_id")):
             if table is None:

@@ -86,8 +86,8 @@ class MatchData:
         dropped_users = int((~keep_user).sum())
         if not keep_user.any():
             raise DataError(
-                f"{interactions.where}: no user has {protocol.min_user_events} or more events after filtering;"
-                " leave-one-out needs at least one event each for train, valid and test"
+                f"{interactions.where}: no user has {protocol.min_user_events} or more events after"
+                " filtering; leave-one-out needs at least one event each for train, valid and test"
             )
         keep_event = np.repeat(keep_user, lengths)
         users_raw, items_raw = users_raw[keep_event], items_raw[keep_event]

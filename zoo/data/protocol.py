@@ -70,7 +70,8 @@ class Protocol:
             raise UsageError(f"protocol history_len must be >= 1, got {self.history_len}")
         if self.time_precision not in TIME_PRECISIONS:
             raise UsageError(
-                f"protocol time_precision {self.time_precision!r} is unknown; use one of {', '.join(TIME_PRECISIONS)}"
+                f"protocol time_precision {self.time_precision!r} is unknown; use one of"
+                f" {', '.join(TIME_PRECISIONS)}"
             )
         if self.min_user_events < 3:
             raise UsageError(
@@ -84,7 +85,8 @@ class Protocol:
         unknown = sorted(set(changes) - fields)
         if unknown:
             raise UsageError(
-                f"protocol has no setting {', '.join(map(repr, unknown))}; settings: {', '.join(sorted(fields))}"
+                f"protocol has no setting {', '.join(map(repr, unknown))}; settings:"
+                f" {', '.join(sorted(fields))}"
             )
         changes = {k: v for k, v in changes.items() if v is not None and getattr(self, k) != v}
         if not changes:
@@ -102,8 +104,8 @@ class Protocol:
         if self.min_rating is not None:
             if "rating" not in events.columns:
                 raise DataError(
-                    f"{interactions.where}: protocol '{self.name}' keeps ratings >= {self.min_rating}, but the data has"
-                    " no 'rating' column; choose a protocol without a rating threshold"
+                    f"{interactions.where}: protocol '{self.name}' keeps ratings >= {self.min_rating}, but"
+                    " the data has no 'rating' column; choose a protocol without a rating threshold"
                 )
             keep = events["rating"].to_numpy() >= self.min_rating
             removed["below_min_rating"] = int((~keep).sum())
@@ -136,10 +138,11 @@ class Protocol:
                 "min_user_events": self.min_user_events,
             },
             "split": (
-                "time-ordered leave-one-out per user: last event = test, second last = valid, the rest = train"
+                "time-ordered leave-one-out per user: last event = test, second last = valid, the rest ="
+                " train"
                 + (
-                    " (timestamps compared as float32, as RecBole stores them: 64-second steps at 2000-era times;"
-                    " equal keys keep file order)"
+                    " (timestamps compared as float32, as RecBole stores them: 64-second steps at 2000-era"
+                    " times; equal keys keep file order)"
                     if self.time_precision == "float32"
                     else " (equal timestamps keep file order)"
                 )
@@ -184,8 +187,8 @@ PROTOCOLS: dict[str, Protocol] = {
     "deepmatch": Protocol(
         name="deepmatch",
         mask_seen=False,
-        description="DeepMatch's MovieLens protocol: last item per user as test, earlier items train, full catalogue,"
-        " no seen-item filter",
+        description="DeepMatch's MovieLens protocol: last item per user as test, earlier items train, full"
+        " catalogue, no seen-item filter",
     ),
     "recbole-seq": Protocol(
         name="recbole-seq",
@@ -198,8 +201,8 @@ PROTOCOLS: dict[str, Protocol] = {
         # within 64 seconds tie and keep file order. With exact timestamps 18% of the test targets
         # and 96% of the test histories differ from RecBole's.
         time_precision="float32",
-        description="RecBole sequential benchmark: ratings >= 3, 10-core, leave-one-out, full ranking, not masked,"
-        " events ordered by float32 timestamps as RecBole orders them",
+        description="RecBole sequential benchmark: ratings >= 3, 10-core, leave-one-out, full ranking, not"
+        " masked, events ordered by float32 timestamps as RecBole orders them",
     ),
     # SASRec+ / eSASRec, the anchors, rank the full catalogue with the user's earlier items filtered
     # out (their evaluation's ``filter_seen``); unmasked figures are not comparable with them.

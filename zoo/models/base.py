@@ -552,7 +552,8 @@ class RecallModel(nn.Module):
         except (KeyError, TypeError, ValueError, AttributeError, UsageError) as exc:
             reason = exc.message if isinstance(exc, UsageError) else f"{type(exc).__name__}: {exc}"
             raise ModelFileError(
-                f"{Path(directory) / MODEL_FILE}: its config does not build {cls.__name__} ({reason}); save the model again"
+                f"{Path(directory) / MODEL_FILE}: its config does not build {cls.__name__} ({reason}); save"
+                " the model again"
             ) from None
         path = Path(directory) / WEIGHTS_FILE
         try:

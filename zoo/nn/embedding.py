@@ -46,8 +46,8 @@ class EmbeddingBank(nn.Module):
             vocab, dim = sizes.get(feature.table, (0, feature.embed_dim))
             if dim != feature.embed_dim:
                 raise UsageError(
-                    f"feature '{feature.name}' shares table '{feature.table}' but has embed_dim {feature.embed_dim},"
-                    f" the table has {dim}; shared features need the same embed_dim"
+                    f"feature '{feature.name}' shares table '{feature.table}' but has embed_dim"
+                    f" {feature.embed_dim}, the table has {dim}; shared features need the same embed_dim"
                 )
             sizes[feature.table] = (max(vocab, feature.vocab_size), dim)
         self.table_sizes = sizes
@@ -78,7 +78,8 @@ class EmbeddingBank(nn.Module):
             ids = batch[feature.name]
         except KeyError:
             raise DataError(
-                f"input batch has no column '{feature.name}' (it has: {', '.join(batch)}); the model was built with it"
+                f"input batch has no column '{feature.name}' (it has: {', '.join(batch)}); the model was"
+                " built with it"
             ) from None
         if ids.dtype != torch.long:
             ids = ids.long()
@@ -94,8 +95,9 @@ class EmbeddingBank(nn.Module):
         if low < 0 or high >= vocab:
             bad = high if high >= vocab else low
             raise DataError(
-                f"feature '{feature.name}': id {bad} is outside its vocabulary 0..{vocab - 1}; encode new data with the"
-                " training encoder (unknown ids map to 1, out-of-vocabulary) or build the model with a larger vocab_size"
+                f"feature '{feature.name}': id {bad} is outside its vocabulary 0..{vocab - 1}; encode new"
+                " data with the training encoder (unknown ids map to 1, out-of-vocabulary) or build the"
+                " model with a larger vocab_size"
             )
 
     def check_ids(self, batch: Batch) -> None:

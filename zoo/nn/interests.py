@@ -398,9 +398,9 @@ class InterestInputs(nn.Module):
         for feature in item_features:
             if feature.name in self.item_names and feature.embed_dim != self.dim:
                 raise UsageError(
-                    f"{owner}: item feature '{feature.name}' has embed_dim {feature.embed_dim} but the history has"
-                    f" {self.dim}; item vectors average the item features' embeddings and live in the history's"
-                    " space, so give them the same embed_dim (or drop the side features)"
+                    f"{owner}: item feature '{feature.name}' has embed_dim {feature.embed_dim} but the"
+                    f" history has {self.dim}; item vectors average the item features' embeddings and live in"
+                    " the history's space, so give them the same embed_dim (or drop the side features)"
                 )
             if feature.name in self.item_names and isinstance(feature, DenseFeature):
                 raise UsageError(

@@ -92,7 +92,8 @@ def split_history(
         raise UsageError(f"{model}: the history feature '{history.name}' must be a SequenceFeature")
     if len(candidates) > 1:
         raise UsageError(
-            f"{model}: reads one history sequence, got {len(candidates)} ({', '.join(f.name for f in candidates)})"
+            f"{model}: reads one history sequence, got {len(candidates)}"
+            f" ({', '.join(f.name for f in candidates)})"
         )
     side = [f for f in user_features if f.name != history.name]
     for feature in side:

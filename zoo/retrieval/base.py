@@ -239,7 +239,8 @@ class Retriever(ABC):
             raise ModelFileError(f"{Path(directory) / IDS_FILE}: unreadable id file ({exc})") from exc
         if ids.dtype != np.int64 or ids.ndim != 1 or ids.shape[0] != header.get("count"):
             raise ModelFileError(
-                f"{Path(directory) / IDS_FILE}: id file does not match the header (count {header.get('count')})"
+                f"{Path(directory) / IDS_FILE}: id file does not match the header (count"
+                f" {header.get('count')})"
             )
         retriever.dim = int(header["dim"])
         retriever._ids = ids

@@ -69,7 +69,8 @@ class DatasetConformance:
         """Write small input files into ``folder`` and return the path to pass as ``--data``
         (required for datasets with ``needs_path=True``)."""
         raise NotImplementedError(
-            f"dataset '{self.dataset_name}' reads files: override write_data(folder) in your DatasetConformance subclass"
+            f"dataset '{self.dataset_name}' reads files: override write_data(folder) in your"
+            " DatasetConformance subclass"
         )
 
     def load(self, path: Path | None, **options: Any) -> Any:

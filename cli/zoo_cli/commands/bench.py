@@ -1,4 +1,5 @@
-"""``zoo bench MODELS --retriever LIST`` and ``zoo report DIR``: measure every combination, draw the answer."""
+"""``zoo bench MODELS --retriever LIST`` and ``zoo report DIR``: measure every combination, draw the
+answer."""
 
 from __future__ import annotations
 
@@ -185,7 +186,8 @@ def bench(
     failures = doc["runs"][-1].get("failures", 0) if doc.get("runs") else 0
     if failures:
         stderr.print(
-            f"error: {failures} model(s) or cell(s) failed; see the warnings above and {Path(config.out) / 'report.md'}",
+            f"error: {failures} model(s) or cell(s) failed; see the warnings above and"
+            f" {Path(config.out) / 'report.md'}",
             highlight=False,
             markup=False,
         )
@@ -225,8 +227,9 @@ def render_summary(doc: dict[str, Any], paths: list[Path], bench_file: Path | No
         stdout.print(f"unavailable: {unavailable['name']} ({unavailable['install']})", highlight=False)
     run = doc.get("runs", [{}])[-1]
     stdout.print(
-        f"cells measured {run.get('cells_measured', 0)}, skipped (finished before) {run.get('cells_skipped', 0)};"
-        f" load average {run.get('load_average_start')} -> {run.get('load_average_end')}",
+        f"cells measured {run.get('cells_measured', 0)}, skipped (finished before)"
+        f" {run.get('cells_skipped', 0)}; load average {run.get('load_average_start')} ->"
+        f" {run.get('load_average_end')}",
         highlight=False,
     )
     written = ([str(bench_file)] if bench_file is not None else []) + [str(p) for p in paths]

@@ -58,7 +58,9 @@ _KIND_VALUES = {
         "impl_what": "the RecallModel subclass (torch)",
         "dependencies": "",
         "list_command": "zoo models                  # lists {name}",
-        "usage": "zoo run {name} --retriever hnsw\nzoo run {name} --param embed_dim=64 --epochs 20 --device cuda",
+        "usage": (
+            "zoo run {name} --retriever hnsw\nzoo run {name} --param embed_dim=64 --epochs 20 --device cuda"
+        ),
     },
     "retriever": {
         "summary": "A brute-force (numpy) retrieval backend, as a recall-zoo plugin.",
@@ -66,7 +68,10 @@ _KIND_VALUES = {
         "impl_what": "the Retriever subclass (numpy)",
         "dependencies": ', "numpy>=1.24"',
         "list_command": "zoo retrievers              # lists {name}",
-        "usage": "zoo run dssm --retriever {name}\nzoo run dssm --retriever {name} --param retriever.chunk_size=256",
+        "usage": (
+            "zoo run dssm --retriever {name}\n"
+            "zoo run dssm --retriever {name} --param retriever.chunk_size=256"
+        ),
     },
     "dataset": {
         "summary": "An interaction-log dataset read from interactions.csv, as a recall-zoo plugin.",
@@ -98,8 +103,8 @@ class PluginNames:
             raise UsageError(f"--kind {kind!r} must be one of {', '.join(KINDS)}")
         if not NAME_PATTERN.fullmatch(name):
             raise UsageError(
-                f"plugin name {name!r} is invalid: use lowercase letters, digits, '-' or '_' and start with a letter"
-                " or digit (it becomes the name in 'zoo run ...')"
+                f"plugin name {name!r} is invalid: use lowercase letters, digits, '-' or '_' and start with a"
+                " letter or digit (it becomes the name in 'zoo run ...')"
             )
         dist = name.replace("_", "-") if re.match(r"zoo[-_]", name) else f"zoo-{name.replace('_', '-')}"
         return cls(name=name, kind=kind, dist=dist, module=dist.replace("-", "_"), class_name=_camel(name))
@@ -188,7 +193,8 @@ def init(
     """Write a complete, pip-installable plugin package NAME/ (code, tests, README)."""
     target, names, written = create_package(name, kind, directory)
     stdout.print(
-        f"created {target}/: {kind} plugin '{names.name}' (distribution {names.dist}, package {names.module})",
+        f"created {target}/: {kind} plugin '{names.name}' (distribution {names.dist}, package"
+        f" {names.module})",
         highlight=False,
     )
     for path in sorted(written):

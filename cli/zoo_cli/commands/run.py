@@ -120,8 +120,9 @@ def render_summary(report: Any) -> None:
     data = report.data
     retr = report.retriever
     stdout.print(
-        f"[bold]{cfg['model']}[/] x [bold]{retr['name']}[/] on [bold]{data['dataset']}[/]: protocol {card['protocol']}"
-        f" ({data['users']} users, {data['items']} items, {_masking(card)}), device {report.device['device']}",
+        f"[bold]{cfg['model']}[/] x [bold]{retr['name']}[/] on [bold]{data['dataset']}[/]: protocol"
+        f" {card['protocol']} ({data['users']} users, {data['items']} items, {_masking(card)}), device"
+        f" {report.device['device']}",
         highlight=False,
     )
     columns = {"exact": "exact", "retriever": retr["name"], "popularity": "popularity"}
@@ -134,9 +135,9 @@ def render_summary(report: Any) -> None:
     )
     training = report.training
     stdout.print(
-        f"training: {training['epochs_run']} epochs (best {training['best_epoch']}, valid {training['valid_metric']}"
-        f" {fmt(training['best_valid'] or float('nan'))}) in {report.timings['train_s']:.1f} s,"
-        f" {training['samples_per_s']:,.0f} samples/s",
+        f"training: {training['epochs_run']} epochs (best {training['best_epoch']}, valid"
+        f" {training['valid_metric']} {fmt(training['best_valid'] or float('nan'))}) in"
+        f" {report.timings['train_s']:.1f} s, {training['samples_per_s']:,.0f} samples/s",
         highlight=False,
     )
     if report.run_dir:

@@ -118,7 +118,8 @@ class AnnoyRetriever(Retriever):
         self._threads = _int_param("num_threads", self.build_params["num_threads"], minimum=1, allow=(-1,))
         if self.build_params["mips"] not in MIPS_MODES:
             raise UsageError(
-                f"retriever 'annoy': mips must be one of {', '.join(MIPS_MODES)}, got {self.build_params['mips']!r}"
+                f"retriever 'annoy': mips must be one of {', '.join(MIPS_MODES)}, got"
+                f" {self.build_params['mips']!r}"
             )
         self._search_k = _int_param("search_k", self.query_params["search_k"], minimum=1, allow=(-1,))
         self._index: Any = None

@@ -25,11 +25,12 @@ Three search paths give the same answers:
 * **scored** (the grouped search on a GPU): a GPU has the memory bandwidth to keep the whole
   ``chunk x count`` score matrix, but gathering ``(k + 1) g`` item vectors per query to rescore them
   costs more than the selection it saves (on an H200 the blocked form ran at 0.85x a bare
-  ``matmul + topk`` at ``k = 100``; docs/retrievers.md has the scored form's figures). So the scores are computed once by one matmul, reduced to group maxima by a
-  strided ``amax``, the top ``k + 1`` groups are chosen as above and the scores of their items are
-  gathered from the matrix itself. The candidates' scores are the very numbers the plain path would
-  rank, so no rounding slack is needed: a row is handed to the plain top-k (over the same matrix)
-  only when the best excluded group ties the k-th score.
+  ``matmul + topk`` at ``k = 100``; docs/retrievers.md has the scored form's figures). So the scores
+  are computed once by one matmul, reduced to group maxima by a strided ``amax``, the top ``k + 1``
+  groups are chosen as above and the scores of their items are gathered from the matrix itself. The
+  candidates' scores are the very numbers the plain path would rank, so no rounding slack is needed:
+  a row is handed to the plain top-k (over the same matrix) only when the best excluded group ties
+  the k-th score.
 
 On CPU this answers 200k x 64 top-10 queries several times faster than a bare ``matmul + topk``
 (measurements: ``docs/retrievers.md``, ``benchmarks/test_bench_retrievers.py``).
@@ -360,8 +361,8 @@ class ExactRetriever(Retriever):
             raise ModelFileError(f"{path}: unreadable vector file ({exc}); rebuild the index") from exc
         if array.dtype != np.float32 or array.shape != (self.count, self.dim):
             raise ModelFileError(
-                f"{path}: holds {array.dtype} {array.shape}, the header says float32 ({self.count}, {self.dim});"
-                " rebuild the index"
+                f"{path}: holds {array.dtype} {array.shape}, the header says float32 ({self.count},"
+                f" {self.dim}); rebuild the index"
             )
         self._buffer = torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
         self._max_norm = _max_norm(array)

@@ -155,11 +155,13 @@ class FaissRetriever(Retriever):
             )
         if self.build_params["mips"] not in MIPS_MODES:
             raise UsageError(
-                f"retriever 'faiss': mips must be one of {', '.join(MIPS_MODES)}, got {self.build_params['mips']!r}"
+                f"retriever 'faiss': mips must be one of {', '.join(MIPS_MODES)}, got"
+                f" {self.build_params['mips']!r}"
             )
         if self.build_params["rescore"] not in ("auto", True, False):
             raise UsageError(
-                f"retriever 'faiss': rescore must be 'auto', true or false, got {self.build_params['rescore']!r}"
+                "retriever 'faiss': rescore must be 'auto', true or false, got"
+                f" {self.build_params['rescore']!r}"
             )
         self._seed = _int_param("seed", self.build_params["seed"], minimum=0)
         self._threads = _int_param("num_threads", self.build_params["num_threads"], minimum=1, allow=(-1,))
@@ -234,7 +236,8 @@ class FaissRetriever(Retriever):
         return index, description, lossless
 
     def _training_size(self, index: Any) -> int:
-        """Fewest vectors ``index`` can be trained on (0 when it needs no training); sets the k-means seeds."""
+        """Fewest vectors ``index`` can be trained on (0 when it needs no training); sets the k-means
+        seeds."""
         if index.is_trained:
             return 0
         needed = 1
@@ -371,8 +374,8 @@ class FaissRetriever(Retriever):
         expected_dim = int(self.dim or 0) + (1 if self._l2 else 0)
         if index.d != expected_dim or index.ntotal != self.count:
             raise ModelFileError(
-                f"{path}: holds {index.ntotal} vectors of dimension {index.d}, the header says {self.count} of"
-                f" dimension {expected_dim}; rebuild the index"
+                f"{path}: holds {index.ntotal} vectors of dimension {index.d}, the header says {self.count}"
+                f" of dimension {expected_dim}; rebuild the index"
             )
         self._index = index
         header = self.read_header(directory)

@@ -196,8 +196,8 @@ class HnswRetriever(Retriever):
         vector_bytes = label_offset - data_offset
         if count != self.count or vector_bytes != 4 * int(self.dim or 0) or per_element != label_offset + 8:
             raise ModelFileError(
-                f"{path}: holds {count} vectors of {vector_bytes // 4 if vector_bytes > 0 else '?'} floats, the"
-                f" header says {self.count} of dimension {self.dim}; rebuild the index"
+                f"{path}: holds {count} vectors of {vector_bytes // 4 if vector_bytes > 0 else '?'} floats,"
+                f" the header says {self.count} of dimension {self.dim}; rebuild the index"
             )
 
     def _load_index(self, directory: Path) -> None:

@@ -92,7 +92,8 @@ class SyntheticConfig:
                 raise UsageError(f"synthetic: {name} must be >= {low}, got {getattr(self, name)}")
         if self.items < self.categories:
             raise UsageError(
-                f"synthetic: items ({self.items}) must be >= categories ({self.categories}); every category needs an item"
+                f"synthetic: items ({self.items}) must be >= categories ({self.categories}); every category"
+                " needs an item"
             )
         if self.min_length > self.mean_length:
             raise UsageError(
@@ -278,7 +279,8 @@ class _World:
 
 
 def _seen(history: np.ndarray, active: np.ndarray, pick: np.ndarray, t: int, where: np.ndarray) -> np.ndarray:
-    """Mask over ``active``: True where ``where`` holds and the user already has ``pick`` before step ``t``."""
+    """Mask over ``active``: True where ``where`` holds and the user already has ``pick`` before step
+    ``t``."""
     out = np.zeros(len(active), dtype=bool)
     if t and where.any():
         rows = np.flatnonzero(where)

@@ -148,7 +148,10 @@ def run_metrics(report: Any) -> list[tuple[str, float, int]]:
 
 def run_tags(report: Any) -> dict[str, str]:
     config = report.config
-    name = f"{config.get('model')}-{report.retriever.get('name', config.get('retriever'))}-{config.get('dataset')}"
+    name = (
+        f"{config.get('model')}-{report.retriever.get('name', config.get('retriever'))}"
+        f"-{config.get('dataset')}"
+    )
     tags = {
         "mlflow.runName": name,
         "mlflow.source.name": "zoo run",
