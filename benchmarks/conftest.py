@@ -1,8 +1,7 @@
 """Benchmarks (pytest-benchmark): never part of the default test run (``testpaths = ["tests"]``).
 
 Run: ``python -m pytest benchmarks/ --benchmark-json=bench.json``. Benchmarks that need MovieLens read
-``ZOO_DATA_DIR`` (set here to ``../shared/data/movielens`` next to the checkout when unset and that
-folder exists) and skip with a reason when it does not hold the data.
+``ZOO_DATA_DIR`` (a folder holding ``ml-1m/``) and skip with a reason when it does not hold the data.
 """
 
 from __future__ import annotations
@@ -12,14 +11,6 @@ import platform
 from pathlib import Path
 
 import pytest
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "movielens"
-
-
-def pytest_configure(config):
-    """Point ``ZOO_DATA_DIR`` at the shared MovieLens folder next to the checkout, unless it is set."""
-    if "ZOO_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
-        os.environ["ZOO_DATA_DIR"] = str(SHARED_DATA)
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
@@ -41,7 +32,7 @@ def ml1m_dir() -> Path:
     root = env_data_dir()
     folder = root / "ml-1m" if root is not None else None
     if folder is None or not (folder / "ratings.dat").is_file():
-        pytest.skip("MovieLens-1M not found: set ZOO_DATA_DIR or place it at ../shared/data/movielens/ml-1m")
+        pytest.skip("MovieLens-1M not found: set ZOO_DATA_DIR to a folder holding ml-1m/")
     return folder
 
 

@@ -17,17 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-#: model -> (protocol, headline metric, floor from the issue, published anchor)
+#: the floors and published anchors, per model (benchmarks/results/anchors.json, shared with the renderer)
+_ANCHORS_FILE = json.loads((Path(__file__).resolve().parent / "results" / "anchors.json").read_text())
+#: model -> (protocol, headline metric, floor, published anchor)
 ANCHORS: dict[str, tuple[str, str, float, str]] = {
-    "dssm": ("deepmatch", "hitrate@50", 0.36, "DeepMatch DSSM (in-batch softmax) 0.3555"),
-    "youtubednn": ("deepmatch", "hitrate@50", 0.34, "DeepMatch YoutubeDNN 0.3371"),
-    "mind": ("deepmatch", "hitrate@50", 0.44, "DeepMatch ComiRec-SA 0.4364"),
-    "comirec-sa": ("deepmatch", "hitrate@50", 0.44, "DeepMatch ComiRec-SA 0.4364"),
-    "comirec-dr": ("deepmatch", "hitrate@50", 0.44, "DeepMatch ComiRec-DR / ComiRec-SA 0.4364"),
-    "gru4rec": ("recbole-seq", "hitrate@10", 0.28, "RecBole GRU4Rec 0.2776"),
-    "sasrec": ("sasrec", "hitrate@10", 0.31, "SASRec+ 0.3152, eSASRec 0.3133, FuXi-alpha 0.3164"),
+    name: (entry["protocol"], entry["metric"], entry["floor"], entry["anchor"])
+    for name, entry in _ANCHORS_FILE["models"].items()
 }
-COLUMNS = ("hitrate@10", "hitrate@50", "ndcg@10", "ndcg@50", "mrr@10")
+COLUMNS = tuple(_ANCHORS_FILE["columns"])
 
 
 def machine() -> dict[str, Any]:

@@ -381,6 +381,16 @@ def test_report_rerenders_from_bench_json(bench_dir: Path, tmp_path: Path) -> No
     assert missing.exit_code == 5 and "no bench results" in missing.stderr
 
 
+def test_report_summary_names_users_per_second_and_latency(bench_dir: Path, tmp_path: Path) -> None:
+    result = invoke("report", bench_dir / "out", "--out", tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert "users/s" in result.stdout and "queries/s" not in result.stdout
+    assert "p50 ms" in result.stdout and "p99 ms" in result.stdout
+    answer = next(line for line in result.stdout.splitlines() if line.strip().startswith("answer:"))
+    assert "users/s" in answer and "one user p50" in answer
+    assert "caveat: Small catalogue (dssm)" in result.stdout  # 80 items
+
+
 def test_bench_usage_errors(tmp_path: Path) -> None:
     for args, fragment in (
         (["bench", "dsm", "-r", "exact"], "Did you mean 'dssm'"),
@@ -485,7 +495,7 @@ def test_svg_charts_handle_edge_cases() -> None:
             highlight=(0.5, 10.0, "best"),
         ),
         bar_chart([("a", None, ""), ("b", float("nan"), "")], title="nothing", unit="s"),
-        bar_chart([("a", 0.0, ""), ("b", 3.0, "x"), ("c", 3000.0, "y")], title="log", unit="MB", log=True),
+        bar_chart([("a", 0.0, ""), ("b", 3.0, "x"), ("c", 3000.0, "y")], title="linear", unit="MB"),
     ]
     for svg in charts:
         root = ET.fromstring(svg)

@@ -67,7 +67,24 @@ def test_run_human_summary(invoke, tmp_path):
     assert result.exit_code == 0, result.stderr
     out = result.stdout
     assert "hitrate@5" in out and "ndcg@20" in out and "popularity" in out
-    assert "recall vs exact" in out and "run directory" in out
+    header = next(line for line in out.splitlines() if "metric" in line)
+    assert header.count("exact") == 1  # the exact retriever is the exact search: one column, one speed
+    assert "exact search:" in out and "users/s" in out and "recall vs exact" not in out
+    assert "run directory" in out and f"zoo recommend {tmp_path / 'r'} --user ID" in out
+
+
+def test_run_summary_through_an_index(invoke, tmp_path):
+    result = invoke("run", "dssm", "-r", "hnsw", *SMALL, "--out", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if "metric" in line)
+    assert "exact" in header and "hnsw" in header
+    assert "hnsw recall vs exact" in result.stdout and "(exact search" in result.stdout
+
+
+def test_format_is_a_choice(invoke):
+    result = invoke("run", "dssm", "--format", "xml")
+    assert result.exit_code == 2
+    assert "'human'" in result.output and "'json'" in result.output
 
 
 @pytest.mark.parametrize(
@@ -79,7 +96,6 @@ def test_run_human_summary(invoke, tmp_path):
         (["run", "dssm", "--protocol", "deepmach"], "Did you mean 'deepmatch'"),
         (["run", "dssm", "--device", "tpu"], "--device 'tpu' is not a device"),
         (["run", "dssm", "--param", "temperature"], "key=value"),
-        (["run", "dssm", "--format", "xml"], "--format"),
         (["run", "dssm", "--k", "ten"], "--k"),
         (["run", "dssm", "--param", "retriever.nope=1"], "has no parameter 'nope'"),
         (

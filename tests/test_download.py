@@ -367,6 +367,7 @@ def test_cli_download_and_already_present(
         assert again.exit_code == 0 and "already" in again.output
 
 
-def test_cli_unknown_name_raises_zoo_error() -> None:
+def test_cli_unknown_name_is_one_line_exit_2() -> None:
     result = CliRunner().invoke(app, ["download", "movielens-2m"])
-    assert isinstance(result.exception, UnknownNameError)
+    assert result.exit_code == UnknownNameError.exit_code == 2
+    assert "unknown downloadable dataset 'movielens-2m'" in result.stderr and "Traceback" not in result.stderr

@@ -16,6 +16,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from zoo.errors import UsageError
 from zoo.retrieval.filtering import drop_excluded, query_excluding
 
 
@@ -203,3 +204,125 @@ def test_heavy_users_do_not_inflate_light_users_queries():
     got = query_excluding(retriever, user_vectors, 5, to_csr(lists), chunk_size=6)
     assert_same(*got, *ref_query(user_vectors.tolist(), item_vectors.tolist(), item_ids.tolist(), lists, 5))
     assert retriever.calls == [(6, 5), (2, 40)]  # the 6 light users: 5; the heavy two: min(5 + 35, 40)
+
+
+# -- the filter arguments ----------------------------------------------------------------------------------
+def test_id_list_forms() -> None:
+    from zoo.retrieval.filtering import IdLists, as_id_lists
+
+    shared = as_id_lists([3, 1, np.int64(2)], 4, name="exclude")
+    assert shared.shared and shared.ids.tolist() == [3, 1, 2] and shared.sizes(4).tolist() == [3] * 4
+    assert as_id_lists(np.array([5, 6]), 2).shared and as_id_lists([], 3).shared
+    assert as_id_lists(torch.tensor([1, 2]), 7).shared
+    rows = as_id_lists([[1, 2], [], np.array([7])], 3)
+    assert not rows.shared and rows.indptr.tolist() == [0, 2, 2, 3] and rows.row(2).tolist() == [7]
+    assert as_id_lists(np.array([[1, 2], [3, 4]]), 2).row(1).tolist() == [3, 4]
+    ragged = np.empty(2, dtype=object)
+    ragged[0], ragged[1] = [1], [2, 3]
+    assert as_id_lists(ragged, 2).sizes(2).tolist() == [1, 2]
+    csr = IdLists(np.array([0, 1, 3]), np.array([9, 8, 7]))
+    assert as_id_lists(csr, 2) is csr
+    assert csr.take(np.array([1, 1, 0])).ids.tolist() == [8, 7, 8, 7, 9]
+    assert csr.repeat(2).indptr.tolist() == [0, 1, 2, 4, 6] and csr.repeat(2).ids.tolist() == [
+        9,
+        9,
+        8,
+        7,
+        8,
+        7,
+    ]
+    with pytest.raises(UsageError, match="3 per-query lists for 2"):
+        as_id_lists([[1], [2], [3]], 2, name="allow")
+    with pytest.raises(UsageError, match="integers"):
+        as_id_lists([[1.5]], 1)
+    with pytest.raises(UsageError, match="integers"):
+        as_id_lists(np.array([True, False]), 1)
+    with pytest.raises(UsageError, match="list of item ids"):
+        as_id_lists({1, 2}, 1)
+    with pytest.raises(UsageError, match="indptr"):
+        IdLists(np.array([0, 5]), np.array([1, 2]))
+
+
+def test_combine_lists_is_allow_minus_exclude() -> None:
+    from zoo.retrieval.filtering import IdLists, combine_lists
+
+    allow = IdLists.from_lists([[1, 2, 3], [4, 5]])
+    assert combine_lists(allow, IdLists.one_for_all([2, 5]), 2).ids.tolist() == [1, 3, 4]
+    got = combine_lists(IdLists.one_for_all([1, 2, 3]), IdLists.from_lists([[3], [1, 9]]), 2)
+    assert got.indptr.tolist() == [0, 2, 4] and got.ids.tolist() == [1, 2, 2, 3]
+    both = combine_lists(IdLists.one_for_all([1, 2]), IdLists.one_for_all([2]), 5)
+    assert both.shared and both.ids.tolist() == [1]
+
+
+def ref_query_allowed(users, item_vectors, item_ids, allow, topk):
+    """The reference restricted to each user's allow-list."""
+    banned = [[i for i in item_ids if i not in set(row)] for row in allow]
+    return ref_query(users, item_vectors, item_ids, banned, topk)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 1000),
+    users=st.integers(1, 10),
+    items=st.integers(1, 30),
+    topk=st.integers(1, 12),
+    interests=st.sampled_from([None, 2]),
+    chunk_size=st.sampled_from([1, 4, 2048]),
+)
+def test_overfetch_allow_vs_reference(seed, users, items, topk, interests, chunk_size):
+    """A retriever without filters is over-fetched for allow-lists, however short the lists are."""
+    from zoo.retrieval.filtering import IdLists, overfetch_search
+    from zoo.retrieval.merge import query_interests
+
+    item_vectors, item_ids, user_vectors, _ = make_case(seed, users, items, 4, interests)
+    rng = np.random.default_rng(seed)
+    allow = [
+        rng.choice(item_ids, size=int(rng.integers(0, items + 1)), replace=False).tolist()
+        for _ in range(users)
+    ]
+    allow[0] = allow[0] + [77_777]  # an id the index does not hold
+    retriever = BruteForce(item_vectors, item_ids)
+    want = ref_query_allowed(user_vectors.tolist(), item_vectors.tolist(), item_ids.tolist(), allow, topk)
+    got = query_interests(retriever, user_vectors, topk, allow=allow)
+    assert_same(*got, *want)
+    got = overfetch_search(
+        lambda rows, k: query_interests(retriever, rows, k),
+        user_vectors,
+        topk,
+        items,
+        IdLists.from_lists(allow),
+        allow=True,
+        chunk_size=chunk_size,
+    )
+    assert_same(*got, *want)
+
+
+class HiddenFilters:
+    """An exact retriever seen through ``query(vectors, topk)`` only (no filter support)."""
+
+    def __init__(self, retriever) -> None:
+        self.retriever = retriever
+
+    def __len__(self) -> int:
+        return len(self.retriever)
+
+    def query(self, vectors, topk: int):
+        return self.retriever.query(vectors, topk)
+
+
+@pytest.mark.parametrize("interests", [None, 3])
+def test_query_excluding_native_equals_overfetch(interests) -> None:
+    """evaluate_index's call gives the same top-k through the contract (masked exact scores) as by
+    over-fetching the unfiltered exact ranking."""
+    from zoo_plugins.exact.retriever import ExactRetriever
+
+    item_vectors, item_ids, user_vectors, lists = make_case(11, 40, 300, 8, interests)
+    exact = ExactRetriever(chunk_size=7).fit(item_vectors.astype(np.float32), ids=item_ids)
+    vectors = user_vectors.astype(np.float32)
+    native = query_excluding(exact, vectors, 15, to_csr(lists))
+    overfetched = query_excluding(HiddenFilters(exact), vectors, 15, to_csr(lists), chunk_size=9)
+    np.testing.assert_array_equal(native[0], overfetched[0])
+    np.testing.assert_allclose(native[1], overfetched[1], rtol=1e-5, atol=1e-5)
+    assert_same(
+        *native, *ref_query(user_vectors.tolist(), item_vectors.tolist(), item_ids.tolist(), lists, 15)
+    )

@@ -307,6 +307,11 @@ def test_from_interactions_vs_reference(rows, as_str, mask_seen, history_len, mi
         with pytest.raises(DataError, match="min|events"):
             MatchData.from_interactions(interactions, protocol)
         return
+    kept_items = {i for s in ref.sequences.values() for i in s}
+    if len(ref.sequences) < 2 or len(kept_items) < 2:  # too small to train and rank on: refused
+        with pytest.raises(DataError, match="left after the protocol's filters"):
+            MatchData.from_interactions(interactions, protocol)
+        return
     data = MatchData.from_interactions(interactions, protocol)
     check_against_reference(data, interactions, ref, protocol)
     if with_tables:

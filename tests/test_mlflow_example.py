@@ -63,7 +63,7 @@ def tiny_run(registry, out: Path | None) -> object:
         device="cpu",
         epochs=2,
         dataset_options=dict(TINY),
-        params={"embed_dim": 8, "dims": [16, 8]},
+        params={"embed_dim": 8, "dims": [16, 8], "batch_size": 256},
         out=str(out) if out else None,
         save=out is not None,
     )
@@ -83,7 +83,7 @@ def test_a_run_shows_up_in_the_store(
     register_plugin, zoo_registry, mlflow_store: Path, tmp_path: Path
 ) -> None:
     with register_plugin(zoo_mlflow, name="mlflow", dist="zoo-mlflow") as record:
-        assert sorted(record.hooks) == ["zoo_register_commands", "zoo_run_finished"]
+        assert sorted(record.hooks) == ["zoo_register_commands", "zoo_run_finished", "zoo_trainer_callbacks"]
         report = tiny_run(zoo_registry, tmp_path / "run")
     assert not report.warnings, report.warnings
     assert mlflow_store.is_dir()
@@ -100,6 +100,9 @@ def test_a_run_shows_up_in_the_store(
     with store() as client:
         history = client.get_metric_history(logged["run_id"], "epoch.loss")
         assert [m.step for m in history] == [e["epoch"] for e in report.training["history"]]
+        # logged live, once per epoch, into the same MLflow run the final report went to
+        valid = client.get_metric_history(logged["run_id"], "epoch.valid")
+        assert [m.value for m in valid] == pytest.approx([e["valid"] for e in report.training["history"]])
         artifacts = {a.path for a in client.list_artifacts(logged["run_id"])}
         assert {"run.json", "model", "index"} <= artifacts
         assert "weights.safetensors" in {
@@ -167,4 +170,4 @@ def test_installed_entry_point() -> None:
     assert found[0].value == "zoo_mlflow"
     (record,) = [r for r in PluginManager(env={}).records if r.name == "mlflow"]
     assert (record.status, record.dist) == (LOADED, "zoo-mlflow")
-    assert record.hooks == ["zoo_register_commands", "zoo_run_finished"]
+    assert sorted(record.hooks) == ["zoo_register_commands", "zoo_run_finished", "zoo_trainer_callbacks"]

@@ -209,6 +209,7 @@ def test_k_core_needs_several_rounds():
     item_core=st.integers(0, 4),
 )
 def test_k_core_vs_fixed_point_reference(rows, min_rating, user_core, item_core):
+    rows = list(dict.fromkeys(rows))  # Interactions drops exact repeats of an event (first one kept)
     protocol = Protocol(min_rating=min_rating, user_core=user_core, item_core=item_core)
     expected = slow_filter(rows, min_rating, user_core, item_core)
     data = make_interactions(rows)

@@ -401,17 +401,12 @@ def test_read_interactions_parquet_without_pyarrow(tmp_path: Path, monkeypatch: 
 
 
 # --------------------------------------------------------------------------------------------
-# Real data (../shared/data/movielens), skipped where absent
+# Real data ($ZOO_DATA_DIR/<name>), skipped where absent
 # --------------------------------------------------------------------------------------------
-SHARED_MOVIELENS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "movielens"
-
-
 def _real(name: str) -> Path:
-    root = env_data_dir() or (SHARED_MOVIELENS if SHARED_MOVIELENS.is_dir() else None)
+    root = env_data_dir()
     if root is None or not (root / name).is_dir():
-        pytest.skip(
-            f"real MovieLens data not found: set ZOO_DATA_DIR or provide ../shared/data/movielens/{name}"
-        )
+        pytest.skip(f"real MovieLens data not found: set ZOO_DATA_DIR to a folder holding {name}/")
     return root / name
 
 

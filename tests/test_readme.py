@@ -94,3 +94,48 @@ def test_the_model_table_quotes_the_results_files() -> None:
     assert {model for model, _, _ in rows} == set(seed0)
     for model, k, value in rows:
         assert str(seed0[model][f"hitrate@{k}"]) == value, f"README quotes {model} HitRate@{k} {value}"
+
+
+def test_the_use_a_trained_model_section_runs(tmp_path: Path) -> None:
+    """Every line of "Use a trained model", as written, in a fresh folder: train, recommend, export,
+    serve (on 127.0.0.1, stopped after) and curl; the HTTP answer equals `zoo recommend`'s."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    section = README.read_text(encoding="utf-8").split("## Use a trained model", 1)[1]
+    (block,) = re.findall(r"```bash\n(.*?)```", section, flags=re.S)[:1]
+    lines = [line.split("  #", 1)[0].strip() for line in block.strip().splitlines()]
+    assert [line.split()[1] for line in lines[:4]] == ["run", "recommend", "export", "serve"]
+    zoo = str(Path(sys.executable).with_name("zoo"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def shell(line: str) -> str:
+        done = subprocess.run(line.replace("zoo ", f"{zoo} ", 1), shell=True, cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert done.returncode == 0, f"{line}\n{done.stderr}"
+        return done.stdout
+
+    for line in lines[:3]:
+        shell(line)
+    assert (tmp_path / "runs" / "dssm" / "export" / "manifest.json").is_file()
+    recommended = json.loads(shell(lines[1] + " --format json"))[0]
+    server = subprocess.Popen(lines[3].replace("zoo ", f"{zoo} ", 1), shell=True, cwd=tmp_path, env=env,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        deadline, answer = time.monotonic() + 120, None
+        while time.monotonic() < deadline and answer is None:
+            time.sleep(0.5)
+            done = subprocess.run(lines[4], shell=True, capture_output=True, text=True, timeout=30)
+            answer = json.loads(done.stdout) if done.returncode == 0 and done.stdout else None
+        assert answer is not None, "zoo serve did not answer on 127.0.0.1:8000"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    assert [e["item_id"] for e in answer["items"]] == [e["item_id"] for e in recommended["items"]]
+    from zoo.serving import Recommender
+
+    python = Recommender.load(tmp_path / "runs" / "dssm").recommend([42], k=10)[0]
+    assert python.items == [e["item_id"] for e in recommended["items"]]

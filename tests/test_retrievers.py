@@ -20,7 +20,7 @@ import pytest
 
 from zoo.errors import DeviceError, ModelFileError, PluginError, UsageError
 from zoo.registry import create_retriever, default_registry
-from zoo.retrieval.base import HEADER_FILE
+from zoo.retrieval.base import HEADER_FILE, Retriever
 from zoo.retrieval.transforms import MipsToL2, rescore
 from zoo.testing.retrievers import RetrieverConformance, brute_force_topk, make_vectors, recall_at_k
 
@@ -189,7 +189,7 @@ def test_every_builtin_retriever_has_a_conformance_class() -> None:
     builtin = {
         s.name
         for s in default_registry().specs("retriever")
-        if s.plugin in ("exact", "hnsw", "annoy", "faiss")
+        if s.plugin in ("exact", "hnsw", "annoy", "faiss")  # milvus: tests/test_milvus.py (a server fixture)
     }
     assert builtin <= covered, f"add a RetrieverConformance subclass for {sorted(builtin - covered)}"
 
@@ -198,10 +198,10 @@ def test_every_builtin_retriever_has_a_conformance_class() -> None:
 def test_plugin_modules_import_no_heavy_backend() -> None:
     code = (
         "import sys, zoo_plugins.exact, zoo_plugins.hnsw, zoo_plugins.annoy, zoo_plugins.faiss,"
-        " zoo.retrieval;"
+        " zoo_plugins.milvus, zoo.retrieval, zoo.retrieval.filtering;"
         "from zoo.registry import list_retrievers; names = list_retrievers();"
-        "assert {'exact', 'hnsw', 'annoy', 'faiss'} <= set(names), names;"
-        "heavy = [m for m in ('torch', 'hnswlib', 'annoy', 'faiss') if m in sys.modules];"
+        "assert {'exact', 'hnsw', 'annoy', 'faiss', 'milvus'} <= set(names), names;"
+        "heavy = [m for m in ('torch', 'hnswlib', 'annoy', 'faiss', 'pymilvus') if m in sys.modules];"
         " assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -856,7 +856,8 @@ def test_retrieval_aliases_come_from_the_specs() -> None:
     from zoo.specs import RetrieverSpec
 
     assert backend_names() == {
-        "Annoy": "annoy", "Exact": "exact", "Faiss": "faiss", "Hnsw": "hnsw", "HNSW": "hnsw"
+        "Annoy": "annoy", "Exact": "exact", "Faiss": "faiss", "Hnsw": "hnsw", "HNSW": "hnsw",
+        "Milvus": "milvus",
     }  # fmt: skip
     assert zoo.retrieval.Exact is ExactRetriever
     with pytest.raises(AttributeError):
@@ -882,3 +883,96 @@ def test_retrieval_aliases_come_from_the_specs() -> None:
         zoo.retrieval.Hnsw  # noqa: B018
     with pytest.raises(PluginError, match="class names"):
         RetrieverSpec(name="bad", factory="x:y", aliases=("not_a_class",))
+
+
+# -- filtered retrieval: native backends and the base class's fallback ----------------------------------
+class NumpyBruteForce(Retriever):
+    """A third-party backend that knows nothing of filters: it gets the base class's exact fallback."""
+
+    name = "numpy-brute-force"
+
+    def _build(self, vectors: np.ndarray) -> None:
+        self._matrix = np.array(vectors, dtype=np.float32)
+
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = queries @ self._matrix.T
+        top = np.lexsort((np.broadcast_to(np.arange(scores.shape[1]), scores.shape), -scores), axis=1)[:, :k]
+        return top, np.take_along_axis(scores, top, axis=1)
+
+    def _save_index(self, directory: Path) -> None:
+        np.save(directory / "matrix.npy", self._matrix, allow_pickle=False)
+
+    def _load_index(self, directory: Path) -> None:
+        matrix = np.load(directory / "matrix.npy", allow_pickle=False)
+        if matrix.shape != (self.count, self.dim):
+            raise ModelFileError(f"{directory}: matrix {matrix.shape} does not match the header")
+        self._matrix = matrix
+
+
+class TestFallbackFilteringConformance(RetrieverConformance):
+    """The conformance suite (filters included) for a backend without native filtering."""
+
+    recall_floor = 1.0
+    n_items = 600
+
+    def make_retriever(self, metric: str = "ip", **params: Any) -> Retriever:
+        return NumpyBruteForce(metric=metric, **params)
+
+
+def test_native_filter_flags() -> None:
+    assert ExactRetriever.native_filters and HnswRetriever.native_filters
+    assert not NumpyBruteForce.native_filters and NumpyBruteForce.supports_filters
+    if HAS_ANNOY:
+        from zoo_plugins.annoy.retriever import AnnoyRetriever
+
+        assert not AnnoyRetriever.native_filters  # over-fetch and drop
+    if HAS_FAISS:
+        from zoo_plugins.faiss.retriever import FaissRetriever
+
+        assert FaissRetriever.native_filters
+
+
+@pytest.mark.parametrize("ids", [None, np.arange(1500, dtype=np.int64)[::-1] * 3 + 7])
+def test_native_exact_filtering_equals_the_fallback(ids: np.ndarray | None) -> None:
+    """Masked exact scores and over-fetching the exact ranking give the same ids, per query or shared."""
+    items = make_vectors(1500, 16, 70)
+    queries = np.array(make_vectors(60, 16, 71))
+    native = ExactRetriever(chunk_size=16).fit(items, ids=ids)
+    fallback = NumpyBruteForce().fit(items, ids=ids)
+    known = native.ids
+    rng = np.random.default_rng(72)
+    per_query = [rng.choice(known, size=int(rng.integers(0, 1500)), replace=False) for _ in range(60)]
+    shared = rng.choice(known, size=700, replace=False)
+    for kwargs in (
+        {"exclude": per_query},
+        {"allow": per_query},
+        {"exclude": shared},
+        {"allow": shared},
+        {"allow": shared, "exclude": per_query},
+    ):
+        got, got_scores = native.query(queries, 20, **kwargs)
+        want, want_scores = fallback.query(queries, 20, **kwargs)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_allclose(got_scores, want_scores, rtol=1e-5, atol=1e-5)
+
+
+def test_exact_grouped_path_filters_exactly() -> None:
+    items = make_vectors(3000, 8, 73)
+    queries = np.array(make_vectors(40, 8, 74))
+    excluded = [list(range(i, 3000, 5)) for i in range(40)]
+    got, _ = GroupedExact(chunk_size=8).fit(items).query(queries, 10, exclude=excluded)
+    want, _ = NumpyBruteForce().fit(items).query(queries, 10, exclude=excluded)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_hnsw_filtered_rows_the_graph_cannot_fill_use_brute_force() -> None:
+    # M=2 over many duplicates leaves unreachable items: a filter allowing only some of them still
+    # returns every allowed item, best first.
+    items = np.array(make_vectors(200, 8, 15))
+    items[:100] = items[0]
+    queries = make_vectors(6, 8, 16)
+    retriever = HnswRetriever(M=2, ef_construction=10, num_threads=1).fit(items)
+    allowed = list(range(0, 200, 3))
+    ids, scores = retriever.query(queries, 80, allow=allowed)
+    assert (np.sort(ids[:, : len(allowed)], axis=1) == allowed).all() and (ids[:, len(allowed) :] == -1).all()
+    assert (np.diff(scores[:, : len(allowed)], axis=1) <= 1e-6).all()

@@ -18,7 +18,9 @@ from pathlib import Path
 from zoo.errors import UsageError
 
 #: the entries of a run folder (everything recall-zoo writes there)
-RUN_ENTRIES = frozenset({"run.json", "model", "index", "checkpoints", "config.yaml"})
+RUN_ENTRIES = frozenset(
+    {"run.json", "model", "index", "checkpoints", "config.yaml", "users", "items", "export"}
+)
 RUN_MARKER = "run.json"
 BENCH_MARKER = "bench.json"
 

@@ -20,8 +20,10 @@ from zoo import hookspec
 if TYPE_CHECKING:  # pragma: no cover - typing only; keeps listing free of heavy imports
     import typer
 
+    from zoo.pipeline import RunConfig
     from zoo.report import RunReport
     from zoo.specs import DatasetSpec, ModelSpec, RetrieverSpec
+    from zoo.train.callbacks import Callback
 
 
 class ZooSpecs:
@@ -77,6 +79,26 @@ class ZooSpecs:
                 @app.command()
                 def hello(name: str = "world"):
                     print(f"hello {name}")
+        """
+
+    @hookspec
+    def zoo_trainer_callbacks(self, config: RunConfig) -> Iterable[Callback] | None:
+        """Callbacks to add to the trainer of every run (``zoo run``, ``zoo bench``, the quality
+        benchmark): live tracking (TensorBoard, MLflow, W&B...). ``config`` is the run's
+        :class:`~zoo.pipeline.RunConfig`; return None to stay out of a run. A callback gets
+        ``on_fit_start``, ``on_epoch_start``, ``on_batch_end`` (step loss) and ``on_epoch_end`` (the
+        epoch's logs: loss, learning rate, validation metric and value) and ``on_fit_end``; see
+        :class:`zoo.train.callbacks.Callback`. A callback that raises is switched off with one warning.
+
+        Example::
+
+            @zoo.hookimpl
+            def zoo_trainer_callbacks(config):
+                class Valid(zoo.train.Callback):
+                    def on_epoch_end(self, trainer, epoch, logs):
+                        print(epoch, logs.get("valid_metric"), logs.get("valid"), file=sys.stderr)
+
+                return [Valid()]
         """
 
     @hookspec

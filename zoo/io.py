@@ -205,3 +205,39 @@ def read_json_header(path: Path, *, format_name: str, format_version: int, what:
             f"{path}: format {version} is newer than this recall-zoo reads; upgrade recall-zoo"
         )
     return header
+
+
+def read_settings_file(path: Path, option: str) -> Any:
+    """A settings file (``zoo run --config``, ``zoo bench --grid``) as plain data: TOML, YAML (``.yaml``
+    / ``.yml``) or JSON by its suffix; a missing or malformed file is a one-line UsageError naming the
+    option and the file."""
+    from zoo.errors import UsageError
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{option} {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{option} {path}: unreadable ({exc})") from None
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            return yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{option} {path}: invalid YAML ({' '.join(str(exc).split())})") from None
+    if suffix == ".json":
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise UsageError(f"{option} {path}: invalid JSON ({exc})") from None
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{option} {path}: invalid TOML ({exc})") from None

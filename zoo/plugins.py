@@ -363,11 +363,17 @@ class PluginManager:
 
         Returns one warning line per failing plugin.
         """
+        return self.gather_safely(hook_name, **kwargs)[1]
+
+    def gather_safely(self, hook_name: str, **kwargs: Any) -> tuple[list[Any], list[str]]:
+        """Call ``hook_name`` on every plugin (registration order) and return (the results that are not
+        None, one warning line per raising plugin); with ``ZOO_STRICT_PLUGINS`` a raise is fatal."""
+        results: list[Any] = []
         warnings = []
         for impl in self._impls(hook_name):
             record = self._by_plugin_name.get(impl.plugin_name)
             try:
-                impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
+                result = impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
             except Exception as exc:
                 line = f"warning: plugin {impl.plugin_name} {hook_name} raised {type(exc).__name__}: {exc}"
                 warnings.append(" ".join(line.split()))
@@ -378,7 +384,10 @@ class PluginManager:
                     record.traceback = traceback.format_exc()
                 if self.strict:
                     raise PluginError(line) from exc
-        return warnings
+                continue
+            if result is not None:
+                results.append(result)
+        return results, warnings
 
     def hook_functions(self, hook_name: str) -> list[tuple[PluginRecord, Callable[..., Any]]]:
         """``(record, function)`` of every loaded plugin implementing ``hook_name``, in registration

@@ -32,6 +32,9 @@ CORE_COMMANDS = (
     "plugin",
     "bench",
     "report",
+    "recommend",
+    "export",
+    "serve",
 )
 
 _WARNED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # registry -> lines already printed
@@ -86,6 +89,14 @@ def build_app() -> typer.Typer:
 
     app.command("bench")(bench_command.bench)
     app.command("report")(bench_command.report)
+    from zoo_cli.commands import export as export_command
+    from zoo_cli.commands import recommend as recommend_command
+
+    app.command("recommend")(recommend_command.recommend)
+    app.command("export")(export_command.export)
+    from zoo_cli.commands import serve as serve_command
+
+    app.command("serve")(serve_command.serve)
     app.command("models")(listing.models)
     app.command("retrievers")(listing.retrievers)
     app.command("datasets")(listing.datasets)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import sys
@@ -24,6 +25,13 @@ def fail(message: str, code: int) -> typer.Exit:
     """Print a one-line error on stderr and return the Exit to raise."""
     stderr.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
     return typer.Exit(code)
+
+
+class OutputFormat(str, enum.Enum):
+    """``--format``: the choices every command shows in its help."""
+
+    human = "human"
+    json = "json"
 
 
 def handle_errors(fn: F) -> F:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,53 +180,12 @@ def parse_groups(name: str, body: Any, *, where: str, spec: Any = None) -> list[
     return parsed
 
 
-def _read_document(path: Path) -> Any:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UsageError(f"--grid {path}: no such file") from None
-    except OSError as exc:
-        raise UsageError(f"--grid {path}: unreadable ({exc})") from None
-    suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        try:
-            import yaml  # type: ignore[import-untyped]
-        except ImportError:
-            raise UsageError(
-                f"--grid {path}: reading YAML needs PyYAML (pip install pyyaml); or write the grid in TOML"
-            ) from None
-        try:
-            return yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise UsageError(f"--grid {path}: invalid YAML ({' '.join(str(exc).split())})") from None
-    if suffix == ".json":
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise UsageError(f"--grid {path}: invalid JSON ({exc})") from None
-    return _parse_toml(text, str(path))
-
-
-def _parse_toml(text: str, where: str) -> Any:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ImportError:
-            raise UsageError(
-                f"{where}: reading TOML on Python 3.10 needs tomli (pip install tomli)"
-            ) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{where}: invalid TOML ({exc})") from None
-
-
 def load_grid_file(path: str | Path, *, registry: Any = None) -> Grid:
     """Read and validate a grid file (``.toml``, ``.yaml`` / ``.yml`` or ``.json``)."""
+    from zoo.io import read_settings_file
+
     path = Path(path)
-    return parse_grid(_read_document(path), where=str(path), registry=registry)
+    return parse_grid(read_settings_file(path, "--grid"), where=str(path), registry=registry)
 
 
 def default_grid(name: str, *, registry: Any = None) -> Grid:

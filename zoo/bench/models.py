@@ -38,6 +38,8 @@ def train_model(
 
     ks = config.resolved_ks()
     prepared = prepare(config, registry=registry, progress=progress)
+    for line in prepared.warnings:
+        progress.warning(line)
     trained = train(prepared, progress=progress)
     progress.stage("embed", f"{config.model}: test users and catalogue, exact top-{max(ks)}")
     embedded = embed(trained)

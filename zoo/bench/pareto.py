@@ -18,7 +18,7 @@ def _finite(value: Any) -> bool:
 def pareto_frontier(points: Iterable[T], *, x: Callable[[T], float], y: Callable[[T], float]) -> list[T]:
     """The points not dominated by another (higher-or-equal ``x`` and ``y``, one strictly higher).
 
-    Both axes are higher-is-better (recall, queries/s). Returns the frontier sorted by ``x`` ascending
+    Both axes are higher-is-better (recall, users/s). Returns the frontier sorted by ``x`` ascending
     (so ``y`` descends along it); points with a missing or non-finite coordinate are ignored.
     """
     usable = [p for p in points if _finite(x(p)) and _finite(y(p))]

@@ -65,7 +65,9 @@ unknown keys (later minor additions) and reject a higher ``schema_version``. Top
     Per model: ``recall_target``, ``recall_k``, ``best`` (the fastest cell whose ``recall`` reaches
     the target: ``cell`` id, ``retriever``, ``build``, ``query``, ``recall``, ``qps``, ``speedup``;
     null when none does), ``per_retriever`` (the same per retriever), ``frontier`` (cell ids on the
-    recall-vs-QPS Pareto frontier, all retrievers together).
+    recall-vs-QPS Pareto frontier, all retrievers together), ``exact`` (the exact cell's throughput and
+    latency), ``caveats`` (one line each: a catalogue too small for an index to pay off, a machine whose
+    load moved during the run); every entry carries ``latency_p99_ms`` beside its throughput.
 ``unavailable``
     Requested retrievers whose library is missing: ``name``, ``reason``, ``install``.
 """
@@ -145,5 +147,13 @@ def load_document(path: str | os.PathLike[str]) -> dict[str, Any]:
             f" ({SCHEMA_VERSION}); upgrade recall-zoo"
         )
     base = new_document()
+    for key, value in data.items():
+        if key in base and not isinstance(value, type(base[key])):
+            raise ModelFileError(
+                f"{path}: '{key}' is a {type(value).__name__}, expected a {type(base[key]).__name__};"
+                " the file was edited or written by another program: run the bench again"
+            )
     base.update(data)
+    if not all(isinstance(cell, dict) for cell in base["cells"]):
+        raise ModelFileError(f"{path}: 'cells' holds an entry that is not an object; run the bench again")
     return base

@@ -35,9 +35,24 @@ class Interactions:
     source: str = ""
     item_multivalue: dict[str, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: what was repaired while loading (one line each), e.g. dropped duplicate events
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.validate()
+        self._drop_duplicate_events()
+
+    def _drop_duplicate_events(self) -> None:
+        """Drop exact repeats of an event (same user, item, timestamp and rating): a copy of a test event
+        left in training would be masked at test time and score every metric 0. One warning line."""
+        columns = [c for c in (*EVENT_COLUMNS, "rating") if c in self.events.columns]
+        repeated = self.events.duplicated(subset=columns, keep="first").to_numpy()
+        if repeated.any():
+            self.events = self.events.loc[~repeated].reset_index(drop=True)
+            self.warnings.append(
+                f"warning: {self.where}: dropped {int(repeated.sum())} exact duplicate event(s) (same"
+                f" {', '.join(c.removesuffix('_id') for c in columns)})"
+            )
 
     @property
     def where(self) -> str:
@@ -65,6 +80,13 @@ class Interactions:
         if not pd.api.types.is_numeric_dtype(events["timestamp"]):
             raise DataError(
                 f"{self.where}: column 'timestamp' must be numeric (seconds or any monotone integer)"
+            )
+        infinite = ~np.isfinite(events["timestamp"].to_numpy(dtype="float64"))
+        if infinite.any():
+            row = int(np.flatnonzero(infinite)[0])
+            raise DataError(
+                f"{self.where}: column 'timestamp' is not finite in {int(infinite.sum())} row(s), first at"
+                f" row {row + 1}; timestamps must be finite numbers"
             )
         if "rating" in events.columns:
             rating = events["rating"]

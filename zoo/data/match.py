@@ -91,6 +91,7 @@ class MatchData:
             )
         keep_event = np.repeat(keep_user, lengths)
         users_raw, items_raw = users_raw[keep_event], items_raw[keep_event]
+        _require_enough(interactions.where, int(keep_user.sum()), len(np.unique(items_raw)))
         lengths = lengths[keep_user]
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         ends = starts + lengths
@@ -314,6 +315,20 @@ class MatchData:
         }
 
 
+def _require_enough(where: str, users: int, items: int) -> None:
+    """A DataError for a log too small to train and rank on (after the protocol's filters)."""
+    if users < 2:
+        raise DataError(
+            f"{where}: {users} user left after the protocol's filters; recall models learn from many users,"
+            " so give the log more users (or relax the protocol: protocol.user_core, protocol.min_rating)"
+        )
+    if items < 2:
+        raise DataError(
+            f"{where}: {items} item left after the protocol's filters; ranking needs at least two items,"
+            " so give the log more items (or relax the protocol: protocol.item_core, protocol.min_rating)"
+        )
+
+
 def _window_stride(length: int, stride: int | None) -> int:
     """``stride`` checked against the window ``length`` (None: ``length``)."""
     if stride is None:
@@ -326,8 +341,10 @@ def _window_stride(length: int, stride: int | None) -> int:
 class TrainBatches:
     """Shuffled mini-batches of training positions; iterable like a DataLoader, reshuffled each pass.
 
-    Each pass draws a new permutation from a generator seeded by ``seed`` and the pass number, so a
-    seeded run sees the same batches in the same order.
+    The order of pass ``epoch`` is a pure function of ``(seed, epoch)`` (:meth:`order`): a seeded run
+    sees the same batches in the same order, and a resumed one needs to save nothing about the
+    iterator. :meth:`set_epoch` chooses the next pass (the trainer calls it before each epoch);
+    otherwise each pass takes the next epoch number.
     """
 
     def __init__(
@@ -351,11 +368,19 @@ class TrainBatches:
     def __len__(self) -> int:
         return math.ceil(self.positions.shape[0] / self.batch_size)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass epoch ``epoch`` (0-based) of the seeded sequence."""
+        self.epoch = int(epoch)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """The positions of pass ``epoch`` in the order they are batched (depends on seed and epoch only)."""
+        if not self.shuffle:
+            return self.positions
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(epoch))
+        return self.positions[torch.randperm(self.positions.shape[0], generator=generator)]
+
     def __iter__(self) -> Iterator[Batch]:
-        positions = self.positions
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            positions = positions[torch.randperm(positions.shape[0], generator=generator)]
+        positions = self.order(self.epoch)
         self.epoch += 1
         for start in range(0, positions.shape[0], self.batch_size):
             yield self.data.batch(positions[start : start + self.batch_size])
@@ -378,10 +403,7 @@ class SequenceBatches(TrainBatches):
         self.stride = stride
 
     def __iter__(self) -> Iterator[Batch]:
-        ends = self.positions
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            ends = ends[torch.randperm(ends.shape[0], generator=generator)]
+        ends = self.order(self.epoch)
         self.epoch += 1
         for start in range(0, ends.shape[0], self.batch_size):
             yield self.data.sequence_batch(ends[start : start + self.batch_size], stride=self.stride)

@@ -42,6 +42,8 @@ class RunConfig:
     out: str | None = None
     save: bool = True
     force: bool = False
+    #: continue an interrupted run with the same ``out`` from its last epoch checkpoint
+    resume: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

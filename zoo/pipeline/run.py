@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from zoo.pipeline.config import RunConfig
-from zoo.pipeline.save import save_run
+from zoo.pipeline.save import open_checkpoints, save_run
 from zoo.pipeline.stages import (
     Embedded,
     Progress,
@@ -30,10 +30,17 @@ def run(
     write the run folder (unless ``config.save`` is false) and return the report.
 
     The output folder, the retriever and every name and setting are checked before any work starts."""
+    from zoo.errors import UsageError
     from zoo.folders import check_run_folder, writer_lock
 
     registry = registry or default_registry()
     progress = progress or Progress()
+    if config.resume and not config.out:
+        raise UsageError(
+            "--resume continues an interrupted run in its folder: give the same --out as that run"
+        )
+    if config.resume and not config.save:
+        raise UsageError("resume needs save=True: a run's checkpoints are kept beside its folder")
     run_dir = config.run_dir()
     if not config.save:
         return _run(config, registry, progress, run_dir, into_existing=False)
@@ -50,8 +57,9 @@ def _run(
     retriever = registry.create_retriever(
         retriever_spec.qualified_name, metric=config.metric, **config.retriever_params
     )
+    checkpoints = open_checkpoints(run_dir, resume=config.resume) if config.save else None
     prepared = prepare(config, registry=registry, progress=progress)
-    trained = train(prepared, progress=progress)
+    trained = train(prepared, progress=progress, checkpoint_dir=checkpoints)
 
     progress.stage("evaluate", "exact full ranking")
     embedded = embed(trained)
@@ -93,7 +101,8 @@ def _run(
     if config.save:
         progress.stage("save", "run directory")
         report.run_dir = str(run_dir)
-        save_run(run_dir, report, trained, retriever, into_existing=into_existing)
+        save_run(run_dir, report, trained, retriever, into_existing=into_existing, checkpoints=checkpoints)
+    report.warnings = [*prepared.warnings, *report.warnings]
     report.warnings += registry.manager.call_safely("zoo_run_finished", report=report)
     return report
 

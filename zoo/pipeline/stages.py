@@ -14,6 +14,7 @@ earlier one, and nothing here prints (events go to a :class:`Progress`).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ class Progress:
         """Callbacks handed to the MatchTrainer (e.g. a progress bar)."""
         return []
 
+    def warning(self, line: str) -> None:
+        """Something went wrong but the run goes on (e.g. a plugin's callback failed)."""
+
 
 # -- prepare -------------------------------------------------------------------------------------------
 @dataclass
@@ -49,6 +53,9 @@ class Prepared:
     data: Any  # zoo.data.match.MatchData
     dataset_stats: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    #: one line each: what was repaired in the data, or a setting that does not fit it
+    warnings: list[str] = field(default_factory=list)
+    registry: Any = None  # the registry the names were resolved in (plugins' trainer callbacks)
 
 
 def prepare(
@@ -60,6 +67,7 @@ def prepare(
     from zoo.data.match import MatchData
     from zoo.data.protocol import get_protocol
     from zoo.device import resolve_device
+    from zoo.pipeline.model_params import check_model_params
 
     registry = registry or default_registry()
     progress = progress or Progress()
@@ -69,7 +77,10 @@ def prepare(
     protocol = get_protocol(config.protocol or dataset_spec.default_protocol)
     protocol = protocol.replace(mask_seen=config.mask_seen, **config.protocol_overrides)
     settings = resolve_settings(model_spec, config)
-    model_spec.load()  # the model's module imports now, not after the data is prepared
+    model_params = check_model_params(
+        model_spec.name, model_spec.load(), settings.model, model_spec.model_defaults
+    )
+    settings = dataclasses.replace(settings, model=model_params)
     data_path = (
         resolve_data_path(dataset_spec, config.data_path) if dataset_spec.needs_path else config.data_path
     )
@@ -84,6 +95,13 @@ def prepare(
     started = time.perf_counter()
     data = MatchData.from_interactions(interactions, protocol)
     timings["prepare_s"] = time.perf_counter() - started
+    warnings = list(interactions.warnings)
+    samples, batch_size = data.train_sample_count(), settings.trainer.batch_size
+    if samples < batch_size:
+        warnings.append(
+            f"warning: batch_size={batch_size} exceeds the {samples} training samples, so every epoch is one"
+            f" batch; use a smaller batch_size (e.g. --batch-size {max(1, samples // 8)})"
+        )
     return Prepared(
         config=config,
         model_spec=model_spec,
@@ -93,6 +111,8 @@ def prepare(
         data=data,
         dataset_stats={"dataset": dataset_spec.name, **interactions.stats()},
         timings=timings,
+        warnings=warnings,
+        registry=registry,
     )
 
 
@@ -145,23 +165,47 @@ def build_model(prepared: Prepared) -> Any:
     catalogue's item table installed."""
     import torch
 
-    from zoo.errors import UsageError
+    from zoo.errors import UsageError, one_line
 
     spec = prepared.model_spec
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(prepared.config.seed)
         try:
             model = spec.load().from_schema(prepared.data.schema, **prepared.settings.model)
-        except TypeError as exc:
+        except (TypeError, ValueError, RuntimeError) as exc:
             raise UsageError(
-                f"model '{spec.name}': {exc}; check the parameter names (zoo models --json lists them)"
+                f"model '{spec.name}' cannot be built with these parameters ({one_line(exc)}); check the"
+                " --param names and values (zoo models --json shows the preset)"
             ) from None
     model.set_item_table(prepared.data.item_table)
     return model
 
 
-def train(prepared: Prepared, *, progress: Progress | None = None) -> Trained:
-    """Build the model from its preset and fit it on the prepared data, validating on the valid split."""
+def plugin_callbacks(prepared: Prepared, progress: Progress) -> list[Any]:
+    """The trainer callbacks plugins add to this run (``zoo_trainer_callbacks``), each guarded: one that
+    raises is switched off with a warning instead of stopping training."""
+    from zoo.train.callbacks import GuardedCallback
+
+    if prepared.registry is None:
+        return []
+    results, warnings = prepared.registry.manager.gather_safely(
+        "zoo_trainer_callbacks", config=prepared.config
+    )
+    for line in warnings:
+        progress.warning(line)
+    return [
+        GuardedCallback(callback, type(callback).__name__, progress.warning)
+        for result in results
+        for callback in result
+    ]
+
+
+def train(prepared: Prepared, *, progress: Progress | None = None, checkpoint_dir: Any = None) -> Trained:
+    """Build the model from its preset and fit it on the prepared data, validating on the valid split.
+
+    With ``checkpoint_dir`` (a folder), a checkpoint is written there after every epoch, and with the
+    run's ``resume`` the fit continues from the one there instead of starting over (a checkpoint of a
+    run with another model, dataset, parameters or seed is refused; see ``MatchTrainer.fit``)."""
     from zoo.train.trainer import MatchTrainer
 
     progress = progress or Progress()
@@ -172,7 +216,7 @@ def train(prepared: Prepared, *, progress: Progress | None = None) -> Trained:
         settings.trainer,
         device=prepared.device,
         item_counts=prepared.data.item_counts,
-        callbacks=progress.trainer_callbacks(),
+        callbacks=[*progress.trainer_callbacks(), *plugin_callbacks(prepared, progress)],
     )
     progress.stage("train", f"{prepared.model_spec.name} on {prepared.device}")
     started = time.perf_counter()
@@ -182,7 +226,32 @@ def train(prepared: Prepared, *, progress: Progress | None = None) -> Trained:
         seed=prepared.config.seed,
         window_stride=settings.data.get("window_stride"),
     )
-    history = trainer.fit(batches, prepared.data.ranking_task("valid"))
+    config = prepared.config
+    fingerprint = {
+        "model": prepared.model_spec.name,
+        "dataset": prepared.dataset_spec.name,
+        "data_path": config.data_path,
+        "dataset_options": config.dataset_options,
+        "protocol": prepared.data.protocol.name,
+        "protocol_overrides": config.protocol_overrides,
+        "mask_seen": config.mask_seen,
+        "params": {
+            **config.params,
+            "epochs": config.epochs,
+            "batch_size": config.batch_size,
+            "lr": config.lr,
+        },
+        "seed": config.seed,
+        "settings": settings.to_dict(),
+        "data": prepared.data.summary(),
+    }
+    history = trainer.fit(
+        batches,
+        prepared.data.ranking_task("valid"),
+        resume=config.resume,
+        checkpoint_dir=checkpoint_dir,
+        fingerprint=fingerprint,
+    )
     return Trained(
         prepared=prepared,
         model=model,

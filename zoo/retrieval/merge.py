@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import UsageError
+from zoo.retrieval.filtering import as_id_lists, combine_lists, overfetch_search, supports_filters
 
 
 def _to_numpy(array: Any) -> np.ndarray:
@@ -83,7 +84,9 @@ def merge_interest_results(ids: Any, scores: Any, topk: int) -> tuple[np.ndarray
     return out_ids.astype(np.int64, copy=False), out_scores.astype(np.float32, copy=False)
 
 
-def query_interests(retriever: Any, vectors: Any, topk: int) -> tuple[np.ndarray, np.ndarray]:
+def query_interests(
+    retriever: Any, vectors: Any, topk: int, *, allow: Any = None, exclude: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Query ``retriever`` with plain or multi-interest user vectors.
 
     Args:
@@ -91,6 +94,9 @@ def query_interests(retriever: Any, vectors: Any, topk: int) -> tuple[np.ndarray
         vectors: numpy array or torch tensor, ``[U, D]`` (one vector per user, or one ``[D]`` vector)
             or ``[U, K, D]`` (``K`` interests per user).
         topk: number of results per user.
+        allow, exclude: per-user (or shared) id lists, as ``Retriever.query`` takes them
+            (:mod:`zoo.retrieval.filtering`); a user's lists apply to each of its interests. A
+            retriever whose ``query`` takes no filters is filtered here by over-fetching.
 
     Returns:
         ``(ids int64 [U, topk], scores float32 [U, topk])``. For ``[U, K, D]`` all ``U * K`` vectors
@@ -100,7 +106,7 @@ def query_interests(retriever: Any, vectors: Any, topk: int) -> tuple[np.ndarray
     k = _check_topk(topk)
     array = _to_numpy(vectors)
     if array.ndim in (1, 2):
-        return retriever.query(array, k)
+        return _query(retriever, array, k, allow, exclude)
     if array.ndim != 3:
         raise UsageError(
             f"user vectors must be [users, dim] or [users, interests, dim], got shape {array.shape}"
@@ -108,6 +114,30 @@ def query_interests(retriever: Any, vectors: Any, topk: int) -> tuple[np.ndarray
     users, interests, dim = array.shape
     if users == 0 or interests == 0:
         raise UsageError(f"query_interests() got no query vectors (shape {array.shape}); pass at least one")
-    ids, scores = retriever.query(array.reshape(users * interests, dim), k)
+    if allow is not None:
+        allow = as_id_lists(allow, users, name="allow").repeat(interests)
+    if exclude is not None:
+        exclude = as_id_lists(exclude, users, name="exclude").repeat(interests)
+    ids, scores = _query(retriever, array.reshape(users * interests, dim), k, allow, exclude)
     width = interests * k
     return merge_interest_results(ids.reshape(users, width), scores.reshape(users, width), k)
+
+
+def _query(
+    retriever: Any, array: np.ndarray, k: int, allow: Any, exclude: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """``retriever.query`` with the filters it takes; over-fetching for a retriever without filters."""
+    if allow is None and exclude is None:
+        return retriever.query(array, k)
+    if supports_filters(retriever):
+        return retriever.query(array, k, allow=allow, exclude=exclude)
+    single = array.ndim == 1
+    rows = array[None, :] if single else array
+    n = rows.shape[0]
+    lists = as_id_lists(
+        allow if allow is not None else exclude, n, name="allow" if allow is not None else "exclude"
+    )
+    if allow is not None and exclude is not None:
+        lists = combine_lists(lists, as_id_lists(exclude, n, name="exclude"), n)
+    ids, scores = overfetch_search(retriever.query, rows, k, len(retriever), lists, allow=allow is not None)
+    return (ids[0], scores[0]) if single else (ids, scores)

@@ -22,6 +22,9 @@ when ``k`` exceeds the catalogue, ``k = 0`` / empty / wrong-dimension / NaN quer
 clear ``UsageError``, the same answers for float64, Fortran-ordered, strided or list input, for one
 batch or its parts, and from concurrent threads; multi-interest queries merged by best score; recall
 against brute force above :attr:`RetrieverConformance.recall_floor` for inner product and cosine;
+filtered queries (``allow`` / ``exclude``, per query or shared, with custom ids, multi-interest): no
+excluded id ever returned, only allowed ids returned, ``k`` results while enough items remain and
+``-1`` / ``-inf`` padding only when fewer remain, recall against filtered brute force;
 ``add`` after ``fit`` (or a clear refusal); parameter defaults that match the spec; save/load round
 trips that answer identically; truncated, corrupted, missing or inconsistent index files rejected
 with ``ModelFileError`` (never a crash); reproducible builds under ``deterministic_params``.
@@ -48,6 +51,7 @@ from zoo.retrieval.base import HEADER_FILE, Retriever, normalize_rows
 __all__ = [
     "RetrieverConformance",
     "brute_force_topk",
+    "filtered_topk",
     "embedding_like",
     "make_vectors",
     "recall_at_k",
@@ -158,6 +162,37 @@ def brute_force_topk(
     return order.astype(np.int64), np.take_along_axis(scores, order, axis=1)
 
 
+def filtered_topk(
+    items: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    metric: str = "ip",
+    *,
+    allow: list[Any] | None = None,
+    exclude: list[Any] | None = None,
+) -> np.ndarray:
+    """Exact top-``k`` labels per query restricted to its ``allow`` list and/or outside its ``exclude``
+    list (one list of labels per query), padded with ``-1`` when fewer items pass."""
+    scores = similarity(items, queries, metric)
+    n = scores.shape[1]
+    passes = np.ones(scores.shape, dtype=bool)
+    for row in range(scores.shape[0]):
+        if allow is not None:
+            keep = np.zeros(n, dtype=bool)
+            listed = np.asarray(allow[row], dtype=np.int64)
+            keep[listed[(listed >= 0) & (listed < n)]] = True
+            passes[row] &= keep
+        if exclude is not None:
+            listed = np.asarray(exclude[row], dtype=np.int64)
+            passes[row, listed[(listed >= 0) & (listed < n)]] = False
+    labels = np.broadcast_to(np.arange(n), scores.shape)
+    order = np.lexsort((labels, -scores, ~passes), axis=1)[:, :k]
+    found = np.where(np.take_along_axis(passes, order, axis=1), order, -1)
+    if found.shape[1] < k:
+        found = np.pad(found, ((0, 0), (0, k - found.shape[1])), constant_values=-1)
+    return found.astype(np.int64)
+
+
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean fraction of each row of ``truth`` (ids, ``-1`` = none) present in the same row of ``found``."""
     found = np.atleast_2d(np.asarray(found))
@@ -181,6 +216,7 @@ class RetrieverConformance:
             the recall tests must clear :attr:`recall_floor`).
         recall_floor: minimum recall@10 against the brute-force top-10, for ``ip`` and ``cosine``.
         n_items, dim, n_queries, seed: size and seed of the random data.
+        filter_queries: queries of the filtered-retrieval tests (one list each).
     """
 
     retriever_name: ClassVar[str] = ""
@@ -191,6 +227,7 @@ class RetrieverConformance:
     n_queries: ClassVar[int] = 200
     seed: ClassVar[int] = 2024
     topk: ClassVar[int] = 10
+    filter_queries: ClassVar[int] = 40
     #: parameters that make a build deterministic (e.g. ``{"num_threads": 1}``); ``None`` skips the test
     deterministic_params: ClassVar[dict[str, Any] | None] = None
 
@@ -462,6 +499,170 @@ class RetrieverConformance:
         assert (np.diff(scores) <= 0).all()
         ids, _ = retriever.query(self.queries[:10], 400)
         np.testing.assert_array_equal(np.sort(ids, axis=1), np.tile(np.arange(400), (10, 1)))
+
+    # -- filtered retrieval ----------------------------------------------------------------------------
+    def _check_filtered_rows(
+        self, ids: np.ndarray, scores: np.ndarray, passing: list[set[int]], truth: np.ndarray
+    ) -> None:
+        """Every row: only passing ids, ``min(k, passing)`` results then -1 / -inf padding, sorted,
+        distinct; recall against the filtered truth."""
+        assert ids.shape == scores.shape == (len(passing), self.topk)
+        assert ids.dtype == np.int64 and scores.dtype == np.float32
+        for row, allowed in enumerate(passing):
+            got = ids[row]
+            real = got[got >= 0].tolist()
+            assert set(real) <= allowed, f"row {row} returned forbidden ids {sorted(set(real) - allowed)}"
+            expected = min(self.topk, len(allowed))
+            assert len(real) == expected, f"row {row}: {len(real)} results, {len(allowed)} items pass"
+            assert (got[:expected] >= 0).all() and (got[expected:] == -1).all()
+            assert np.isfinite(scores[row, :expected]).all() and np.isneginf(scores[row, expected:]).all()
+            assert len(set(real)) == len(real)
+            assert (np.diff(scores[row, :expected]) <= 0).all()
+        assert recall_at_k(ids, truth) >= self.recall_floor
+
+    def _exclude_lists(self, queries: np.ndarray, ids: np.ndarray) -> list[list[int]]:
+        """Per query: its own true top-5 and a random set whose size varies from none to all but 3."""
+        rng = np.random.default_rng(self.seed + 7)
+        n = len(ids)
+        top, _ = brute_force_topk(self.items[:n], queries, 5)
+        sizes = [0, 1, 50, n // 2, n - self.topk - 2, n - 3, n]
+        lists = []
+        for row in range(queries.shape[0]):
+            size = sizes[row % len(sizes)] if row < 2 * len(sizes) else int(rng.integers(0, n // 4))
+            chosen = set(rng.choice(n, size=size, replace=False).tolist()) | set(top[row].tolist())
+            lists.append([int(ids[label]) for label in sorted(chosen)])
+        return lists
+
+    def test_unfiltered_query_is_unchanged(self, fitted: Retriever) -> None:
+        plain = fitted.query(self.queries, self.topk)
+        same = fitted.query(self.queries, self.topk, allow=None, exclude=None)
+        np.testing.assert_array_equal(plain[0], same[0])
+        np.testing.assert_array_equal(plain[1], same[1])
+
+    def test_exclude_never_returns_excluded_ids(self, fitted: Retriever) -> None:
+        queries = np.array(self.queries[: self.filter_queries])
+        lists = self._exclude_lists(queries, np.arange(self.n_items))
+        passing = [set(range(self.n_items)) - set(row) for row in lists]
+        truth = filtered_topk(self.items, queries, self.topk, exclude=lists)
+        ids, scores = fitted.query(queries, self.topk, exclude=lists)
+        self._check_filtered_rows(ids, scores, passing, truth)
+        # a small batch (a serving request) may take another path than a large one (an evaluation)
+        few = max(1, min(len(lists), getattr(fitted, "filter_batch_rows", len(lists))))
+        for lo in range(0, len(lists), few):
+            rows = slice(lo, lo + few)
+            ids, scores = fitted.query(queries[rows], self.topk, exclude=lists[rows])
+            self._check_filtered_rows(ids, scores, passing[rows], truth[rows])
+
+    def test_allow_returns_only_allowed_ids(self, fitted: Retriever) -> None:
+        queries = np.array(self.queries[: self.filter_queries])
+        rng = np.random.default_rng(self.seed + 8)
+        sizes = [0, 1, 3, self.topk, self.topk + 1, 50, self.n_items // 4, self.n_items]
+        lists = []
+        for row in range(queries.shape[0]):
+            size = sizes[row % len(sizes)]
+            chosen = rng.choice(self.n_items, size=size, replace=False).tolist()
+            lists.append(chosen + ([self.n_items + 5, 10**12] if row % 3 == 0 else []))  # unknown ids
+        ids, scores = fitted.query(queries, self.topk, allow=lists)
+        passing = [set(row) & set(range(self.n_items)) for row in lists]
+        truth = filtered_topk(self.items, queries, self.topk, allow=lists)
+        self._check_filtered_rows(ids, scores, passing, truth)
+
+    def test_allow_and_exclude_together(self, fitted: Retriever) -> None:
+        queries = np.array(self.queries[: self.filter_queries])
+        rng = np.random.default_rng(self.seed + 9)
+        allow = [rng.choice(self.n_items, size=60, replace=False).tolist() for _ in range(len(queries))]
+        exclude = [row[: 10 + i % 45] for i, row in enumerate(allow)]
+        ids, scores = fitted.query(queries, self.topk, allow=allow, exclude=exclude)
+        passing = [set(a) - set(e) for a, e in zip(allow, exclude, strict=True)]
+        truth = filtered_topk(self.items, queries, self.topk, allow=allow, exclude=exclude)
+        self._check_filtered_rows(ids, scores, passing, truth)
+
+    def test_one_list_for_every_query(self, fitted: Retriever) -> None:
+        queries = np.array(self.queries[: self.filter_queries])
+        top, _ = brute_force_topk(self.items, queries[:3], 5)
+        excluded = sorted(set(top.reshape(-1).tolist()) | set(range(0, self.n_items, 3)))
+        shared = fitted.query(queries, self.topk, exclude=np.array(excluded))
+        per_query = fitted.query(queries, self.topk, exclude=[excluded] * len(queries))
+        passing = [set(range(self.n_items)) - set(excluded)] * len(queries)
+        truth = filtered_topk(self.items, queries, self.topk, exclude=[excluded] * len(queries))
+        self._check_filtered_rows(*shared, passing, truth)
+        self._check_filtered_rows(*per_query, passing, truth)
+        if self.recall_floor >= 1.0:  # exact backends agree whichever way the lists are given
+            np.testing.assert_array_equal(shared[0], per_query[0])
+        allowed = list(range(1, self.n_items, 4))  # a plain list of ints: one list for every query
+        ids, scores = fitted.query(queries, self.topk, allow=allowed)
+        truth = filtered_topk(self.items, queries, self.topk, allow=[allowed] * len(queries))
+        self._check_filtered_rows(ids, scores, [set(allowed)] * len(queries), truth)
+
+    def test_filters_leaving_few_or_no_items(self) -> None:
+        n = 300
+        retriever = self.make_retriever("ip").fit(self.items[:n])
+        queries = np.array(self.queries[:6])
+        kept = [7, 150, 299]
+        ids, scores = retriever.query(queries, self.topk, exclude=sorted(set(range(n)) - set(kept)))
+        assert (np.sort(ids[:, :3], axis=1) == kept).all() and (ids[:, 3:] == -1).all()
+        assert np.isneginf(scores[:, 3:]).all() and np.isfinite(scores[:, :3]).all()
+        for everything in ({"exclude": list(range(n))}, {"allow": []}, {"allow": [n + 1, n + 2]}):
+            ids, scores = retriever.query(queries, self.topk, **everything)
+            assert (ids == -1).all() and np.isneginf(scores).all(), everything
+        ids, _ = retriever.query(queries, 2 * n, exclude=[0, 1])  # topk above the catalogue
+        assert (np.sort(ids[:, : n - 2], axis=1) == np.arange(2, n)).all() and (ids[:, n - 2 :] == -1).all()
+
+    def test_filters_with_custom_ids_and_one_vector(self) -> None:
+        custom = 10**12 + np.arange(self.n_items, dtype=np.int64)[::-1] * 7
+        retriever = self.make_retriever("ip").fit(self.items, ids=custom)
+        query = np.array(self.queries[5])
+        top, _ = brute_force_topk(self.items, query[None], 20)
+        excluded = custom[top[0, :5]]
+        ids, scores = retriever.query(query, self.topk, exclude=excluded)
+        assert ids.shape == scores.shape == (self.topk,)
+        assert not set(ids.tolist()) & set(excluded.tolist()) and (ids >= 0).all()
+        assert recall_at_k(ids, custom[top[0, 5 : 5 + self.topk]]) >= self.recall_floor
+        allowed = custom[top[0, 10:13]].tolist() + [5, -3]  # ids the index does not hold are ignored
+        ids, _ = retriever.query(query, self.topk, allow=allowed)
+        assert set(ids[:3].tolist()) == set(allowed[:3]) and (ids[3:] == -1).all()
+
+    def test_filtered_multi_interest_queries(self, fitted: Retriever) -> None:
+        from zoo.retrieval.merge import query_interests
+
+        users = self.filter_queries // 3
+        interests = np.array(self.queries[: users * 3]).reshape(users, 3, self.dim)
+        best = similarity(self.items, interests.reshape(-1, self.dim)).reshape(users, 3, -1).max(axis=1)
+        rng = np.random.default_rng(self.seed + 10)
+        lists = [
+            sorted(set(np.argsort(-best[u])[:4].tolist()) | set(rng.choice(self.n_items, 30).tolist()))
+            for u in range(users)
+        ]
+        ids, scores = query_interests(fitted, interests, self.topk, exclude=lists)
+        masked = best.copy()
+        for u, row in enumerate(lists):
+            masked[u, row] = -np.inf
+        truth = np.argsort(-masked, axis=1, kind="stable")[:, : self.topk]
+        passing = [set(range(self.n_items)) - set(row) for row in lists]
+        self._check_filtered_rows(ids, scores, passing, truth)
+
+    def test_filtered_after_add(self) -> None:
+        if not self.make_retriever("ip").supports_add:
+            pytest.skip("the retriever cannot add to a built index")
+        split = self.n_items // 2
+        ids = np.arange(self.n_items, dtype=np.int64) + 100
+        retriever = self.make_retriever("ip").fit(self.items[:split], ids=ids[:split])
+        retriever.add(self.items[split:], ids[split:])
+        queries = np.array(self.items[split : split + 8])  # each finds itself first unfiltered
+        found, _ = retriever.query(queries, self.topk, exclude=ids[split : split + 8].tolist())
+        assert not set(found.reshape(-1).tolist()) & set(ids[split : split + 8].tolist())
+        found, _ = retriever.query(queries, self.topk, allow=[[int(i)] for i in ids[split : split + 8]])
+        np.testing.assert_array_equal(found[:, 0], ids[split : split + 8])
+        assert (found[:, 1:] == -1).all()
+
+    def test_bad_filters_rejected(self, fitted: Retriever) -> None:
+        queries = np.array(self.queries[:4])
+        with pytest.raises(UsageError, match="exclude"):
+            fitted.query(queries, self.topk, exclude=[[1], [2]])  # 2 lists for 4 queries
+        with pytest.raises(UsageError, match="integers"):
+            fitted.query(queries, self.topk, allow=np.array([1.5, 2.0]))
+        with pytest.raises(UsageError):
+            fitted.query(queries, self.topk, exclude="seen")
 
     # -- multi-interest users ---------------------------------------------------------------------
     def test_multi_interest_queries_merge_by_best_score(self, fitted: Retriever) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 
@@ -24,6 +25,20 @@ class WeightAverage:
         decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
         self.steps += 1
         torch._foreach_lerp_(self.average, [p.detach() for p in self.parameters], 1.0 - decay)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The averaged weights (in parameter order) and the step count (what a resumed fit needs)."""
+        return {"average": list(self.average), "steps": self.steps}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict` of an average over the same parameters."""
+        average = list(state["average"])
+        if len(average) != len(self.average):
+            raise ValueError(f"the saved average holds {len(average)} tensors, this one {len(self.average)}")
+        for mine, saved in zip(self.average, average, strict=True):
+            mine.copy_(saved)
+        self.steps = int(state["steps"])
 
     @contextmanager
     def applied(self) -> Iterator[None]:

@@ -8,7 +8,9 @@ from zoo.train.callbacks import Callback
 
 
 class RichProgress(Callback):
-    """One bar per epoch with the running loss, and a line per epoch with its validation metric."""
+    """Two bars: the current epoch (running loss, its ETA) and the whole run (every epoch's steps: the
+    ETA of the run, an upper bound since early stopping may end it sooner); a line per epoch with its
+    validation metric."""
 
     def __init__(self, console: Any = None, description: str = "train") -> None:
         from rich.console import Console
@@ -17,6 +19,7 @@ class RichProgress(Callback):
         self.description = description
         self._progress: Any = None
         self._task: Any = None
+        self._run_task: Any = None
         self._epochs = 0
         self._loss = 0.0
         self._steps = 0
@@ -43,6 +46,8 @@ class RichProgress(Callback):
             transient=True,
         )
         self._progress.start()
+        total = steps_per_epoch * epochs if steps_per_epoch else None
+        self._run_task = self._progress.add_task(f"{self.description} run (at most)", total=total, loss=0.0)
         self._task = self._progress.add_task(self.description, total=steps_per_epoch, loss=0.0)
 
     def on_epoch_start(self, trainer: Any, epoch: int) -> None:
@@ -56,6 +61,7 @@ class RichProgress(Callback):
         self._steps += 1
         if self._progress is not None:
             self._progress.update(self._task, advance=1, loss=self._loss / self._steps)
+            self._progress.update(self._run_task, advance=1, loss=self._loss / self._steps)
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, Any]) -> None:
         parts = [f"epoch {epoch + 1}/{self._epochs}", f"loss {logs['loss']:.4f}"]

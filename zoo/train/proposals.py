@@ -64,6 +64,16 @@ class ItemProposals:
         size = self.counts.shape[0]
         self.counts += torch.bincount(ids, minlength=size)[:size].double()
 
+    def state_dict(self) -> dict[str, Any]:
+        """The frequencies counted so far (empty when they were given): what a resumed fit needs."""
+        return {} if self.counts_given else {"counts": self.counts}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a :meth:`state_dict` (counted frequencies; given ones stay as they are)."""
+        if not self.counts_given and "counts" in state:
+            self.counts = torch.as_tensor(state["counts"], dtype=torch.float64).clone()
+            self._sampler = None
+
     def catalogue_range(self) -> tuple[int, int]:
         """Item ids that can be recommended: 2.. with the pipeline's encoder (0 padding, 1 OOV), 1.. with
         the seed's label encoding (0 padding)."""

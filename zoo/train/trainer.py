@@ -38,7 +38,7 @@ from zoo.models.base import RecallModel
 from zoo.nn.embedding import EmbeddingBank
 from zoo.train import checkpoint, seed_adapter
 from zoo.train.callbacks import Callback, CallbackList
-from zoo.train.checkpoint import CHECKPOINT_FILE
+from zoo.train.checkpoint import CHECKPOINT_FILE, EpochCheckpoints, Restored
 from zoo.train.config import TrainerConfig, parse_metric
 from zoo.train.ema import WeightAverage
 from zoo.train.inference import embed_batches, evaluate_task, to_device, to_tensor_batch
@@ -293,44 +293,105 @@ class MatchTrainer:
         return self.proposals.counts
 
     # -- fitting -------------------------------------------------------------------------------------------
-    def fit(self, train_dataloader: Iterable[Any], val_dataloader: Any = None) -> list[dict[str, Any]]:
+    def fit(
+        self,
+        train_dataloader: Iterable[Any],
+        val_dataloader: Any = None,
+        resume: bool = False,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        *,
+        fingerprint: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
         """Train for up to ``n_epoch`` epochs; with validation data, stop early on the validation metric
         and keep (and save to ``model_path``) the best epoch's weights. Returns the per-epoch history.
 
         With a ``seed``, training draws from generators seeded with it (dropout, shuffling, negatives)
-        and the caller's global random state is the same after ``fit`` as before."""
+        and the caller's global random state is the same after ``fit`` as before. A training loader
+        with ``set_epoch`` (:class:`~zoo.data.match.TrainBatches`) is told each epoch's number first.
+
+        Resuming: with ``checkpoint_dir``, a checkpoint is written there after every epoch (after the
+        callbacks' ``on_epoch_end``), replacing the one before and any a previous fit left there; see
+        :mod:`zoo.train.checkpoint` for what it holds. With ``resume=True`` the fit continues from that
+        checkpoint instead (an interrupted fit resumed on the same device ends with the same weights and
+        history as an uninterrupted one; a finished one runs no more epochs). The checkpoint must come
+        from a fit with the same settings, model, optimiser and batches per epoch, plus the caller's
+        ``fingerprint`` entries (a UsageError names the first difference); none is a UsageError too.
+        Without a ``seed``, resuming sets the global random state to the saved one."""
+        if resume and checkpoint_dir is None:
+            raise UsageError(
+                "resume=True needs checkpoint_dir: the folder the interrupted fit wrote its checkpoints to"
+            )
+        checkpoints = restored = None
+        if checkpoint_dir is not None:
+            checkpoints = EpochCheckpoints(checkpoint_dir, self._fingerprint(train_dataloader, fingerprint))
+            if resume:
+                restored = checkpoints.load()
+            else:
+                checkpoints.clear()
         seed = self.seed
         if seed is not None:
             self.generator.manual_seed(seed)
         with scoped_seed(seed, self.device):
-            self._fit(train_dataloader, val_dataloader)
+            self._fit(train_dataloader, val_dataloader, checkpoints, restored)
         if self.model_path is not None:
             self.save_checkpoint(self.model_path)
         return self.history
 
-    def _fit(self, train_dataloader: Iterable[Any], val_dataloader: Any) -> None:
+    def _fingerprint(self, train_dataloader: Any, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+        """What a checkpoint must have been written with to be resumed by this fit."""
+        return {
+            **({"run": dict(extra)} if extra else {}),
+            "trainer": self.config.to_dict(),
+            "model": type(self.model).__name__,
+            "optimizer": type(self.optimizer).__name__,
+            "optimizer_params": dict(self.optimizer_params),
+            "scheduler": None if self.scheduler is None else type(self.scheduler).__name__,
+            "batches_per_epoch": len(train_dataloader) if hasattr(train_dataloader, "__len__") else None,
+            "weights": {k: list(v.shape) for k, v in self.model.state_dict().items()},
+        }
+
+    def _fit(
+        self,
+        train_dataloader: Iterable[Any],
+        val_dataloader: Any,
+        checkpoints: EpochCheckpoints | None = None,
+        restored: Restored | None = None,
+    ) -> None:
         steps = len(train_dataloader) if hasattr(train_dataloader, "__len__") else None
         task = None if val_dataloader is None else seed_adapter.as_ranking_task(self.model, val_dataloader)
         if self.schedule.needs_validation and task is None:
             raise UsageError(
                 f"lr_schedule={self.lr_schedule!r} needs validation data; pass val_dataloader or use 'cosine'"
             )
-        self.callbacks.on_fit_start(self, self.n_epoch, steps)
         best_state: dict[str, torch.Tensor] | None = None
         decay = self.ema_decay
         self._ema = None if decay is None else WeightAverage(self.model.parameters(), decay)
-        stale = 0
+        stale, first_epoch, elapsed_before, end_epoch = 0, 0, 0.0, self.n_epoch
         self.history = []
         self.stop_reason = "epochs"
-        fit_started = time.perf_counter()
+        if restored is not None:
+            saved = checkpoint.restore_training(self, restored)
+            self.history, self.best_score, self.best_epoch = (
+                saved["history"],
+                saved["best_score"],
+                saved["best_epoch"],
+            )
+            stale, first_epoch, elapsed_before = saved["stale"], restored.meta["epoch"], saved["elapsed_s"]
+            best_state = restored.best
+            if saved["stop_reason"] is not None:  # the fit had stopped early: nothing is left to run
+                self.stop_reason, end_epoch = saved["stop_reason"], first_epoch
+        self.callbacks.on_fit_start(self, self.n_epoch, steps)
+        fit_started = time.perf_counter() - elapsed_before
         try:
-            for epoch in range(self.n_epoch):
+            for epoch in range(first_epoch, end_epoch):
+                if hasattr(train_dataloader, "set_epoch"):
+                    train_dataloader.set_epoch(epoch)
                 self.callbacks.on_epoch_start(self, epoch)
                 started = time.perf_counter()
                 loss = self.train_one_epoch(train_dataloader)
                 lr = self.optimizer.param_groups[0]["lr"]
                 logs: dict[str, Any] = {"epoch": epoch + 1, "loss": loss, "lr": lr}
-                score = None
+                score, best_changed = None, False
                 with self._ema.applied() if self._ema is not None else nullcontext():
                     if task is not None:
                         score = self.evaluate_ranking(task, ks=(self.metric_k,))[self.valid_metric]
@@ -338,28 +399,54 @@ class MatchTrainer:
                         logs.update(valid=score, valid_metric=self.valid_metric, improved=improved)
                         if improved:
                             self.best_score, self.best_epoch, stale = score, epoch + 1, 0
-                            best_state = self._snapshot()
+                            best_state, best_changed = self._snapshot(), True
                         else:
                             stale += 1
                     else:
                         self.best_epoch = epoch + 1
                         if self._ema is not None:
-                            best_state = self._snapshot()
+                            best_state, best_changed = self._snapshot(), True
                 self.schedule.step(score)
                 logs["seconds"] = time.perf_counter() - started
                 self.history.append(logs)
                 self.callbacks.on_epoch_end(self, epoch, logs)
+                elapsed = time.perf_counter() - fit_started
+                stop = None
                 if task is not None and stale >= self.earlystop_patience:
-                    self.stop_reason = "patience"
-                    break
-                if self.time_limit is not None and time.perf_counter() - fit_started >= self.time_limit:
-                    if epoch + 1 < self.n_epoch:
-                        self.stop_reason = "time_limit"
+                    stop = "patience"
+                elif self.time_limit is not None and elapsed >= self.time_limit and epoch + 1 < self.n_epoch:
+                    stop = "time_limit"
+                if checkpoints is not None:
+                    progress = {
+                        "history": self.history,
+                        "best_score": self.best_score,
+                        "best_epoch": self.best_epoch,
+                        "stale": stale,
+                        "stop_reason": stop,
+                        "elapsed_s": elapsed,
+                    }
+                    self._save_epoch(checkpoints, epoch + 1, progress, best_state, best_changed)
+                if stop is not None:
+                    self.stop_reason = stop
                     break
         finally:
             if best_state is not None:
                 self.model.load_state_dict(best_state)
             self.callbacks.on_fit_end(self, self.history)
+
+    def _save_epoch(
+        self,
+        checkpoints: EpochCheckpoints,
+        epoch: int,
+        progress: dict[str, Any],
+        best_state: dict[str, torch.Tensor] | None,
+        best_changed: bool,
+    ) -> None:
+        try:
+            meta, tensors = checkpoint.capture_training(self, progress)
+        except TypeError as exc:
+            raise UsageError(f"cannot checkpoint the fit ({exc}); fit without checkpoint_dir") from None
+        checkpoints.save(meta, tensors, best_state, epoch=epoch, best_changed=best_changed)
 
     def _snapshot(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone().cpu() for k, v in self.model.state_dict().items()}
@@ -455,3 +542,19 @@ class MatchTrainer:
     def load_checkpoint(model: RecallModel, path: str | os.PathLike[str]) -> None:
         """Load a ``model.safetensors`` written by :meth:`save_checkpoint` into ``model``."""
         checkpoint.load_checkpoint(model, path)
+
+    def export_onnx(
+        self,
+        output_path: str | os.PathLike[str],
+        mode: str = "user",
+        *,
+        history_len: int | None = None,
+        opset_version: int | None = None,
+    ) -> Path:
+        """Torch-RecHub's ``export_onnx``: the model's ``mode`` tower (``"user"`` or ``"item"``) as ONNX
+        with a dynamic batch and history length, verified with onnxruntime (:class:`zoo.export.ONNXExporter`,
+        which documents the inputs and ``history_len``); returns the file written."""
+        from zoo.export.onnx import OPSET, ONNXExporter
+
+        exporter = ONNXExporter(self.model, history_len=history_len, opset=opset_version or OPSET)
+        return exporter.export(output_path, mode=mode).path

@@ -10,10 +10,9 @@ import typer
 
 from zoo.errors import UsageError
 from zoo_cli import state
-from zoo_cli.output import fmt, handle_errors, print_json, stderr, stdout, table
+from zoo_cli.output import OutputFormat, fmt, handle_errors, print_json, stderr, stdout, table
 from zoo_cli.params import parse_ks, parse_params
 
-FORMATS = ("human", "json")
 MODEL_STAGES = ("load", "prepare", "train", "embed")
 
 
@@ -97,28 +96,37 @@ def _default_retrievers() -> list[str]:
 
 @handle_errors
 def bench(
-    models: str = typer.Argument(..., help="Models to compare, comma-separated (see 'zoo models')."),
+    models: str | None = typer.Argument(
+        None, help="Models to compare, comma-separated (see 'zoo models'); or [run] model in --config."
+    ),
+    config_file: Path | None = typer.Option(
+        None, "--config", "-c", help="TOML/YAML settings file, as for 'zoo run' ([run] model may be a list)."
+    ),
     retriever: str | None = typer.Option(
         None, "--retriever", "-r", help="Retrievers, comma-separated (default: every installed one)."
     ),
-    dataset: str = typer.Option("synthetic", "--dataset", "-d", help="Dataset (see 'zoo datasets')."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", "-d", help="Dataset (see 'zoo datasets'; default synthetic)."
+    ),
     data: Path | None = typer.Option(
         None, "--data", help="Folder (or file) the dataset reads; else ZOO_DATA_DIR."
     ),
     protocol: str | None = typer.Option(
         None, "--protocol", help="Evaluation protocol (default: the dataset's)."
     ),
-    device: str = typer.Option(
-        "auto", "--device", help="Training device, and the default of GPU-capable retrievers."
+    device: str | None = typer.Option(
+        None, "--device", help="Training device (default auto), and the default of GPU-capable retrievers."
     ),
     grid: Path | None = typer.Option(
         None, "--grid", help="TOML/YAML grid file; replaces the default grid of each retriever it names."
     ),
-    k: str = typer.Option(
-        "10,50,100", "--k", help="Cut-offs, comma-separated; the smallest is the K of the recall target."
+    k: str | None = typer.Option(
+        None,
+        "--k",
+        help="Cut-offs, comma-separated (default 10,50,100); the smallest is the recall target's K.",
     ),
     repeat: int = typer.Option(
-        3, "--repeat", min=1, help="Timed passes per measurement (queries/s is their median)."
+        3, "--repeat", min=1, help="Timed passes per measurement (users/s is their median)."
     ),
     out: Path | None = typer.Option(
         None, "--out", help="Bench folder (default runs/bench-DATASET); reruns resume there."
@@ -126,14 +134,18 @@ def bench(
     force: bool = typer.Option(
         False, "--force", help="Retrain and measure every cell again, even those already finished."
     ),
-    output_format: str = typer.Option("human", "--format", help="human or json (bench.json on stdout)."),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.human, "--format", help="human or json (bench.json on stdout)."
+    ),
     param: list[str] = typer.Option(
         [], "--param", "-p", help="key=value for every model; 'data.KEY=V', 'protocol.KEY=V' go there."
     ),
     epochs: int | None = typer.Option(
         None, "--epochs", min=1, help="Maximum epochs (default: each model's preset)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Random seed (training, latency sample)."),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Random seed, default 0 (training, latency sample)."
+    ),
     recall_target: float = typer.Option(
         0.95, "--recall-target", help="Recall against exact search the answer must reach."
     ),
@@ -143,13 +155,31 @@ def bench(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Train each model once, build each index once per build setting, sweep query settings, and write
-    bench.json, report.md and report.html."""
+    bench.json, report.md and report.html.
+
+    Example: zoo bench dssm,gru4rec --retriever exact,hnsw,faiss --dataset movielens-1m --data ml-1m
+    """
     from zoo.bench.report import write_reports
     from zoo.bench.runner import BenchConfig, run_bench
+    from zoo.pipeline.config_file import FileSettings, read_config_file
 
-    if output_format not in FORMATS:
-        raise UsageError(f"--format {output_format!r} must be one of {', '.join(FORMATS)}")
-    model_params, retriever_params, dataset_options, protocol_overrides = parse_params(param)
+    file = read_config_file(config_file) if config_file is not None else FileSettings()
+    cli = parse_params(param)
+    model_params = {**file.params, **cli.model}
+    retriever_params = {**file.retriever, **cli.retriever}
+    dataset_options = {**file.dataset, **cli.dataset}
+    protocol_overrides = {**file.protocol, **cli.protocol}
+    run = file.run
+    listed = run.get("model")
+    models = models or (",".join(listed) if isinstance(listed, list) else listed)
+    if not models:
+        raise UsageError(
+            "give MODELS (e.g. 'zoo bench dssm,gru4rec') or a --config file whose [run] names them"
+        )
+    if retriever is None and run.get("retriever"):
+        listed = run["retriever"]
+        retriever = ",".join(listed) if isinstance(listed, list) else listed
+    dataset = dataset or run.get("dataset") or "synthetic"
     if retriever_params:
         names = ", ".join(f"retriever.{key}" for key in retriever_params)
         raise UsageError(
@@ -159,15 +189,15 @@ def bench(
         models=_split(models, "MODELS"),
         retrievers=_split(retriever, "--retriever") if retriever is not None else _default_retrievers(),
         dataset=dataset,
-        data_path=str(data) if data is not None else None,
-        protocol=protocol,
-        device=device,
+        data_path=str(data) if data is not None else run.get("data_path"),
+        protocol=protocol or run.get("protocol"),
+        device=device or run.get("device") or "auto",
         grid_file=str(grid) if grid is not None else None,
-        ks=parse_ks(k, "10,50,100"),
+        ks=parse_ks(k, "10,50,100") if k is not None else tuple(run.get("ks") or (10, 50, 100)),
         repeat=repeat,
         out=str(out) if out is not None else str(Path("runs") / f"bench-{dataset}"),
         force=force,
-        seed=seed,
+        seed=seed if seed is not None else run.get("seed", 0),
         epochs=epochs,
         params=model_params,
         dataset_options=dataset_options,
@@ -176,10 +206,12 @@ def bench(
         latency_queries=latency_queries,
     )
     doc = run_bench(
-        config, registry=state.registry(), progress=CliBenchProgress(quiet or output_format == "json")
+        config,
+        registry=state.registry(),
+        progress=CliBenchProgress(quiet or output_format is OutputFormat.json),
     )  # type: ignore[arg-type]
     paths = write_reports(doc, config.out)
-    if output_format == "json":
+    if output_format is OutputFormat.json:
         print_json(doc)
     else:
         render_summary(doc, paths, Path(config.out) / "bench.json")
@@ -194,8 +226,15 @@ def bench(
         raise typer.Exit(1)
 
 
+def _ms(value: Any) -> str:
+    return "n/a" if not isinstance(value, (int, float)) else f"{value:.3g}"
+
+
 def render_summary(doc: dict[str, Any], paths: list[Path], bench_file: Path | None = None) -> None:
-    """Per model: each retriever's fastest setting reaching the target (or its highest recall)."""
+    """Per model: each retriever's fastest setting reaching the target (or its highest recall), with
+    users/s and one-user latency; the answer against exact search; the caveats."""
+    from zoo.bench.summary import caveat_lines
+
     summary = doc.get("summary", {})
     for model, info in summary.items():
         rows = []
@@ -212,17 +251,33 @@ def render_summary(doc: dict[str, Any], paths: list[Path], bench_file: Path | No
                     fmt(chosen.get("recall"), 3),
                     f"{chosen.get('qps') or 0:,.0f}",
                     "n/a" if speedup is None else f"{speedup:.1f}x",
+                    _ms(chosen.get("latency_p50_ms")),
+                    _ms(chosen.get("latency_p99_ms")),
                 ]
             )
         best = info.get("best")
         title = f"{model}: fastest setting with recall@{info['recall_k']} >= {info['recall_target']:g}"
-        stdout.print(table(title, ["retriever", "setting", "recall", "queries/s", "vs exact"], rows))
+        header = ["retriever", "setting", "recall", "users/s", "vs exact", "p50 ms", "p99 ms"]
+        stdout.print(table(title, header, rows))
         if best:
-            stdout.print(
-                f"  answer: {best['retriever']} ({best.get('qps') or 0:,.0f} queries/s)", highlight=False
+            exact = info.get("exact") or {}
+            speedup = best.get("speedup")
+            line = (
+                f"  answer: {best['retriever']} ({best.get('qps') or 0:,.0f} users/s"
+                + ("" if speedup is None or best["retriever"] == "exact" else f", {speedup:.1f}x exact")
+                + f"; one user p50 {_ms(best.get('latency_p50_ms'))} ms,"
+                f" p99 {_ms(best.get('latency_p99_ms'))} ms"
             )
+            if exact and best["retriever"] != "exact":
+                line += (
+                    f" against exact's {_ms(exact.get('latency_p50_ms'))} ms,"
+                    f" {_ms(exact.get('latency_p99_ms'))} ms"
+                )
+            stdout.print(line + ")", highlight=False)
         else:
             stdout.print("  answer: no setting reaches the target", highlight=False)
+    for line in caveat_lines(doc):
+        stdout.print(f"caveat: {line}", highlight=False)
     for unavailable in doc.get("unavailable", []):
         stdout.print(f"unavailable: {unavailable['name']} ({unavailable['install']})", highlight=False)
     run = doc.get("runs", [{}])[-1]
@@ -243,22 +298,33 @@ def report(
         None, "--recall-target", help="Re-answer for another recall target."
     ),
     out: Path | None = typer.Option(None, "--out", help="Where to write the reports (default: DIRECTORY)."),
-    output_format: str = typer.Option("human", "--format", help="human or json (the summary on stdout)."),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.human, "--format", help="human or json (the summary on stdout)."
+    ),
 ) -> None:
-    """Re-render report.md and report.html from DIRECTORY/bench.json (bench.json is not modified)."""
+    """Re-render report.md and report.html from DIRECTORY/bench.json (bench.json is not modified).
+
+    Example: zoo report runs/bench-movielens-1m --recall-target 0.9
+    """
     from zoo.bench.report import write_reports
     from zoo.bench.schema import load_document
+    from zoo.errors import ModelFileError, one_line
 
-    if output_format not in FORMATS:
-        raise UsageError(f"--format {output_format!r} must be one of {', '.join(FORMATS)}")
     doc = load_document(directory)
     if recall_target is not None:
         if not 0.0 < recall_target <= 1.0:
             raise UsageError(f"--recall-target must be in (0, 1], got {recall_target}")
         doc["config"]["recall_target"] = recall_target
     target = out if out is not None else (directory if directory.is_dir() else directory.parent)
-    paths = write_reports(doc, target)
-    if output_format == "json":
-        print_json(doc["summary"])
-        return
-    render_summary(doc, paths)
+    try:
+        paths = write_reports(doc, target)
+        if output_format is OutputFormat.json:
+            print_json(doc["summary"])
+            return
+        render_summary(doc, paths)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:  # an edited or foreign file
+        source = directory / "bench.json" if directory.is_dir() else directory
+        raise ModelFileError(
+            f"{source}: unexpected structure ({one_line(exc)}); it was edited or written by another"
+            " program: run the bench again"
+        ) from None

@@ -1,7 +1,7 @@
 """``zoo data``: fetch and inspect the archives that dataset plugins ship (``DatasetSpec.archive``).
 
 Thin by design: it parses options and calls :mod:`zoo.data.download`; failures are
-:class:`zoo.errors.ZooError` subclasses that the main app prints as one line with an exit code.
+:class:`zoo.errors.ZooError` subclasses, printed as one line with their exit code (``handle_errors``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from zoo_cli.output import handle_errors
+
 app = typer.Typer(help="Fetch and inspect datasets.", no_args_is_help=True)
 
 
@@ -36,6 +38,7 @@ def _progress_bar(console: Console) -> Progress:
 
 
 @app.command("download")
+@handle_errors
 def download_command(
     name: Annotated[str, typer.Argument(help="Dataset to fetch, e.g. movielens-1m (see 'zoo data list').")],
     directory: Annotated[
@@ -46,7 +49,10 @@ def download_command(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Download again even if the folder exists.")] = False,
 ) -> None:
-    """Download, verify (sha256) and extract a dataset; print the folder it is in."""
+    """Download, verify (sha256) and extract a dataset; print the folder it is in.
+
+    Example: zoo data download movielens-1m --dir data
+    """
     from zoo.data.download import download, get_archive
     from zoo_cli import state
 
@@ -70,8 +76,12 @@ def download_command(
 
 
 @app.command("list")
+@handle_errors
 def list_command() -> None:
-    """List the datasets 'zoo data download' can fetch, with their size and URL."""
+    """List the datasets 'zoo data download' can fetch, with their size and URL.
+
+    Example: zoo data list
+    """
     from zoo.data.download import archives, format_size
     from zoo_cli import state
 

@@ -10,7 +10,10 @@ from zoo_cli.output import handle_errors, stdout, table
 
 @handle_errors
 def doctor() -> None:
-    """Check the installation: versions, devices, data folders, plugins (with tracebacks)."""
+    """Check the installation: versions, devices, data folders, plugins (with tracebacks).
+
+    Example: zoo doctor
+    """
     from zoo.data.locate import cache_dir
     from zoo.environment import summary
 
@@ -31,7 +34,11 @@ def doctor() -> None:
     for kind in ("model", "retriever", "dataset"):
         for spec in registry.specs(kind):
             if not spec.available:
-                stdout.print(f"{kind} '{spec.name}' is unavailable: {spec.install_hint()}", highlight=False)
+                stdout.print(
+                    f"{kind} '{spec.name}' is unavailable: {spec.install_hint()}",
+                    highlight=False,
+                    markup=False,
+                )
     for record in registry.manager.failures:
         stdout.rule(f"{record.name}: {record.display_status}")
         stdout.print(record.problem, highlight=False, markup=False, soft_wrap=True)

@@ -38,7 +38,10 @@ def _availability(spec: Any) -> str:
 
 @handle_errors
 def models(pattern: str = PATTERN, as_json: bool = JSON) -> None:
-    """List the installed models (with their family, train modes and presets)."""
+    """List the installed models (with their family, train modes and presets).
+
+    Example: zoo models '*rec*' --json
+    """
     _list(
         "model",
         pattern,
@@ -50,7 +53,10 @@ def models(pattern: str = PATTERN, as_json: bool = JSON) -> None:
 
 @handle_errors
 def retrievers(pattern: str = PATTERN, as_json: bool = JSON) -> None:
-    """List the installed retrieval backends (build and query parameters, availability)."""
+    """List the installed retrieval backends (build and query parameters, availability).
+
+    Example: zoo retrievers --json
+    """
     _list(
         "retriever",
         pattern,
@@ -68,7 +74,10 @@ def retrievers(pattern: str = PATTERN, as_json: bool = JSON) -> None:
 
 @handle_errors
 def datasets(pattern: str = PATTERN, as_json: bool = JSON) -> None:
-    """List the installed datasets (whether they read a local folder, their default protocol)."""
+    """List the installed datasets (whether they read a local folder, their default protocol).
+
+    Example: zoo datasets 'movielens*'
+    """
     _list(
         "dataset",
         pattern,
@@ -86,7 +95,10 @@ def datasets(pattern: str = PATTERN, as_json: bool = JSON) -> None:
 
 @handle_errors
 def plugins(as_json: bool = JSON) -> None:
-    """List every plugin with its status, version and what it provides (failures say why)."""
+    """List every plugin with its status, version and what it provides (failures say why).
+
+    Example: zoo plugins --json
+    """
     registry = state.registry()
     for kind in ("model", "retriever", "dataset"):
         registry.specs(kind)  # collect, so that hook failures are recorded

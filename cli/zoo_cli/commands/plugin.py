@@ -190,7 +190,10 @@ def init(
     ),
     directory: Path = typer.Option(Path("."), "--dir", help="Folder to create the package folder NAME/ in."),
 ) -> None:
-    """Write a complete, pip-installable plugin package NAME/ (code, tests, README)."""
+    """Write a complete, pip-installable plugin package NAME/ (code, tests, README).
+
+    Example: zoo plugin init my-index --kind retriever && pip install ./my-index
+    """
     target, names, written = create_package(name, kind, directory)
     stdout.print(
         f"created {target}/: {kind} plugin '{names.name}' (distribution {names.dist}, package"

@@ -9,10 +9,8 @@ import typer
 
 from zoo.errors import UsageError
 from zoo_cli import state
-from zoo_cli.output import fmt, handle_errors, metric_table, print_json, stderr, stdout
+from zoo_cli.output import OutputFormat, fmt, handle_errors, metric_table, print_json, stderr, stdout
 from zoo_cli.params import parse_ks, parse_params
-
-FORMATS = ("human", "json")
 
 
 class CliProgress:
@@ -25,6 +23,9 @@ class CliProgress:
         if not self.quiet:
             stderr.print(f"[dim]{name:>8}[/] {detail}", highlight=False)
 
+    def warning(self, line: str) -> None:
+        stderr.print(line, highlight=False, markup=False)
+
     def trainer_callbacks(self) -> list[Any]:
         if self.quiet:
             return []
@@ -33,13 +34,23 @@ class CliProgress:
         return [RichProgress(console=stderr)]
 
 
+FORMAT = typer.Option(OutputFormat.human, "--format", help="human or json.")
+
+
 @handle_errors
 def run(
-    model: str = typer.Argument(..., help="Model name (see 'zoo models')."),
-    retriever: str = typer.Option(
-        "exact", "--retriever", "-r", help="Retrieval backend (see 'zoo retrievers')."
+    model: str | None = typer.Argument(
+        None, help="Model name (see 'zoo models'); or [run] model in --config."
     ),
-    dataset: str = typer.Option("synthetic", "--dataset", "-d", help="Dataset (see 'zoo datasets')."),
+    config_file: Path | None = typer.Option(
+        None, "--config", "-c", help="TOML/YAML settings file (a run folder's config.yaml reproduces it)."
+    ),
+    retriever: str | None = typer.Option(
+        None, "--retriever", "-r", help="Retrieval backend (see 'zoo retrievers'; default exact)."
+    ),
+    dataset: str | None = typer.Option(
+        None, "--dataset", "-d", help="Dataset (see 'zoo datasets'; default synthetic)."
+    ),
     data: Path | None = typer.Option(
         None, "--data", help="Folder (or file) the dataset reads; else ZOO_DATA_DIR."
     ),
@@ -49,7 +60,7 @@ def run(
     mask_seen: bool | None = typer.Option(
         None, "--mask-seen/--no-mask-seen", help="Override the protocol's masking of seen items."
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str | None = typer.Option(None, "--device", help="auto (default), cpu, cuda, cuda:N or mps."),
     epochs: int | None = typer.Option(
         None, "--epochs", min=1, help="Maximum epochs (default: the model's preset)."
     ),
@@ -58,8 +69,12 @@ def run(
     param: list[str] = typer.Option(
         [], "--param", "-p", help="key=value; 'retriever.KEY=V', 'data.KEY=V', 'protocol.KEY=V' go there."
     ),
-    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same result on CPU)."),
-    k: str = typer.Option("10,50", "--k", help="Cut-offs for the metrics, comma-separated."),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Random seed, default 0 (same seed, same result on CPU)."
+    ),
+    k: str | None = typer.Option(
+        None, "--k", help="Cut-offs for the metrics, comma-separated (default 10,50)."
+    ),
     out: Path | None = typer.Option(
         None, "--out", help="Run directory (default runs/<time>-<model>-<retriever>-<dataset>)."
     ),
@@ -68,42 +83,50 @@ def run(
         "--force",
         help="Write into an --out folder that holds other files (only the run's own entries are replaced).",
     ),
-    output_format: str = typer.Option("human", "--format", help="human or json."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue an interrupted run with the same --out and options from its last epoch checkpoint.",
+    ),
+    output_format: OutputFormat = FORMAT,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
-    """Train MODEL, evaluate it with exact search and through the retriever, and write a run directory."""
+    """Train MODEL, evaluate it with exact search and through the retriever, and write a run directory.
+
+    Example: zoo run dssm --retriever hnsw --dataset movielens-1m --data ml-1m --param embed_dim=64
+    """
     from zoo.pipeline import RunConfig
     from zoo.pipeline import run as run_pipeline
+    from zoo.pipeline.config_file import FileSettings, read_config_file
 
-    if output_format not in FORMATS:
-        raise UsageError(f"--format {output_format!r} must be one of {', '.join(FORMATS)}")
-    model_params, retriever_params, dataset_options, protocol_overrides = parse_params(param)
+    file = read_config_file(config_file) if config_file is not None else FileSettings()
+    cli = parse_params(param)
+    flags = {
+        "model": model, "retriever": retriever, "dataset": dataset, "data_path": str(data) if data else None,
+        "protocol": protocol, "mask_seen": mask_seen, "device": device, "seed": seed,
+        "ks": parse_ks(k) if k is not None else None, "out": str(out) if out is not None else None,
+    }  # fmt: skip
+    fields = {**file.run, **{key: value for key, value in flags.items() if value is not None}}
+    if not fields.get("model"):
+        raise UsageError("give a MODEL (e.g. 'zoo run dssm') or a --config file whose [run] names the model")
     config = RunConfig(
-        model=model,
-        retriever=retriever,
-        dataset=dataset,
-        data_path=str(data) if data is not None else None,
-        protocol=protocol,
-        mask_seen=mask_seen,
-        device=device,
+        **fields,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
-        seed=seed,
-        params=model_params,
-        retriever_params=retriever_params,
-        dataset_options=dataset_options,
-        protocol_overrides=protocol_overrides,
-        ks=parse_ks(k),
-        out=str(out) if out is not None else None,
+        params={**file.params, **cli.model},
+        retriever_params={**file.retriever, **cli.retriever},
+        dataset_options={**file.dataset, **cli.dataset},
+        protocol_overrides={**file.protocol, **cli.protocol},
         force=force,
+        resume=resume,
     )
     report = run_pipeline(
-        config, registry=state.registry(), progress=CliProgress(quiet or output_format == "json")
+        config, registry=state.registry(), progress=CliProgress(quiet or output_format is OutputFormat.json)
     )
     for line in report.warnings:
         stderr.print(line, highlight=False, markup=False)
-    if output_format == "json":
+    if output_format is OutputFormat.json:
         print_json(report.to_dict())
         return
     render_summary(report)
@@ -126,13 +149,18 @@ def render_summary(report: Any) -> None:
         highlight=False,
     )
     columns = {"exact": "exact", "retriever": retr["name"], "popularity": "popularity"}
+    if retr["name"] == "exact":  # the index is the exact search: one column, one speed
+        del columns["retriever"]
     stdout.print(metric_table(report.metrics, columns, cfg["ks"]))
-    recall = "  ".join(f"@{key.split('@')[1]} {fmt(v, 3)}" for key, v in retr["recall_vs_exact"].items())
-    stdout.print(
-        f"{retr['name']} recall vs exact: {recall}   queries {retr['queries_per_s']:,.0f} users/s"
-        f" (exact {retr['exact_queries_per_s']:,.0f} users/s)",
-        highlight=False,
-    )
+    if retr["name"] == "exact":
+        stdout.print(f"exact search: {retr['exact_queries_per_s']:,.0f} users/s", highlight=False)
+    else:
+        recall = "  ".join(f"@{key.split('@')[1]} {fmt(v, 3)}" for key, v in retr["recall_vs_exact"].items())
+        stdout.print(
+            f"{retr['name']} recall vs exact: {recall}   {retr['queries_per_s']:,.0f} users/s"
+            f" (exact search {retr['exact_queries_per_s']:,.0f} users/s)",
+            highlight=False,
+        )
     training = report.training
     stdout.print(
         f"training: {training['epochs_run']} epochs (best {training['best_epoch']}, valid"
@@ -142,3 +170,14 @@ def render_summary(report: Any) -> None:
     )
     if report.run_dir:
         stdout.print(f"run directory: {report.run_dir}", highlight=False)
+        stdout.print(next_steps(report.run_dir, cfg["model"]), highlight=False)
+
+
+def next_steps(run_dir: str, model: str) -> str:
+    """What to do with a finished run (the closing lines of ``zoo run``)."""
+    return (
+        f"next: zoo recommend {run_dir} --user ID      (top-K for a user)\n"
+        f"      zoo serve {run_dir}                  (HTTP API on 127.0.0.1:8000)\n"
+        f"      zoo export {run_dir} --format onnx   (user tower + item vectors)\n"
+        f"      zoo bench {model} --retriever exact,hnsw  (compare indexes)"
+    )

@@ -11,7 +11,7 @@ from zoo.specs import DatasetSpec
 
 @hookimpl
 def zoo_register_datasets() -> list[DatasetSpec]:
-    """One dataset, ``csv``: ``zoo run dssm --dataset csv --data log.csv --param user_col=uid ...``."""
+    """One dataset, ``csv``: ``zoo run dssm --dataset csv --data log.csv --param data.user_col=uid ...``."""
     return [
         DatasetSpec(
             name="csv",

@@ -30,6 +30,12 @@ Scores are exact inner products: lossless indexes (``Flat`` storage) report fais
 encodings (PQ, SQ) or the L2 transform are rescored from a float32 copy of the vectors
 (``rescore="auto"``; ``rescore=False`` keeps faiss's approximate scores and saves that memory).
 
+Filtered queries (``allow`` / ``exclude``) search with an ``IDSelectorBatch`` (or its ``IDSelectorNot``)
+in the index's ``SearchParameters`` (IVF, HNSW or plain), one search per distinct list; rows the
+index cannot fill are searched exhaustively, then by brute force over the allowed items. A list that
+lets fewer items pass than an unfiltered query compares (the probed IVF lists, a multiple of
+``efSearch``) is answered by scoring exactly those items.
+
 ``num_threads`` (``-1`` = all cores) is used for building and querying; ``1`` makes a build
 deterministic. Batched queries run in parallel inside faiss (OpenMP).
 """
@@ -48,6 +54,7 @@ import numpy as np
 
 from zoo.errors import ModelFileError, UsageError
 from zoo.retrieval.base import Retriever
+from zoo.retrieval.filtering import LabelFilter
 from zoo.retrieval.threads import resolve_threads
 from zoo.retrieval.transforms import MipsToL2, rescore
 
@@ -141,6 +148,7 @@ class FaissRetriever(Retriever):
     build_param_names = ("index", "mips", "rescore", "seed", "num_threads")
     query_param_names = ("nprobe", "efSearch", "k_factor")
     supports_add = True
+    native_filters = True
 
     def __init__(self, metric: str = "ip", **params: Any) -> None:
         super().__init__(metric, **params)
@@ -341,17 +349,102 @@ class FaissRetriever(Retriever):
         scores = np.where(labels >= 0, distances, -np.inf).astype(np.float32)
         return labels[:, :k], scores[:, :k]
 
-    def _brute_force(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k inner products over the (stored or reconstructed) vectors."""
-        items = self._vectors
-        if items is None:
+    def _search_filtered(
+        self, queries: np.ndarray, k: int, label_filter: LabelFilter
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """faiss ``IDSelector``s in ``SearchParameters``, one search per distinct list (one for a shared
+        list); rows still short are searched exhaustively, then by brute force over the allowed items.
+        An index that takes no search parameters is filtered by the base class's over-fetch."""
+        n_queries = queries.shape[0]
+        labels = np.full((n_queries, k), -1, dtype=np.int64)
+        scores = np.full((n_queries, k), -np.inf, dtype=np.float32)
+        rescoring = self._vectors is not None
+        data = self._transform.queries(queries) if self._transform is not None else queries
+        available = label_filter.available()
+        for rows, listed in label_filter.groups():
+            room = int(available[rows[0]])
+            take = min(k, room)
+            if take == 0:
+                continue
+            if room <= self._scan_budget():  # few items pass: scoring them is exact and no slower
+                passing = label_filter.passing(listed)
+                found, exact = self._brute_force(queries[rows], take, passing)
+                labels[rows, :take], scores[rows, :take] = found, exact
+                continue
+            batch = faiss.IDSelectorBatch(listed)
+            selector = batch if label_filter.allow else faiss.IDSelectorNot(batch)
+            wanted = min(take * self._k_factor, room) if rescoring else take
+            try:
+                found, distances = self._selected_search(data[rows], wanted, selector, exhaustive=False)
+            except RuntimeError:  # this index type takes no search parameters
+                return super()._search_filtered(queries, k, label_filter)
+            short = np.flatnonzero((found[:, :take] < 0).any(axis=1))
+            if short.size:
+                found[short], distances[short] = self._selected_search(
+                    data[rows[short]], wanted, selector, exhaustive=True
+                )
+                still = short[(found[short, :take] < 0).any(axis=1)]
+                if still.size:
+                    allowed = label_filter.passing(listed)
+                    found[still], distances[still] = self._brute_force(queries[rows[still]], wanted, allowed)
+            if rescoring:
+                assert self._vectors is not None
+                found, row_scores = rescore(self._vectors, queries[rows], found, take)
+            else:
+                row_scores = np.where(found >= 0, distances, -np.inf).astype(np.float32)[:, :take]
+                found = found[:, :take]
+            labels[rows, :take], scores[rows, :take] = found, row_scores
+        return labels, scores
+
+    def _scan_budget(self) -> int:
+        """Vectors an unfiltered query compares: a filter letting fewer pass is answered by scoring them
+        (IVF: the probed share of the catalogue; HNSW: a multiple of ``efSearch``)."""
+        ivf = self._ivf()
+        if ivf is not None:
+            return -(-self.count * min(self._nprobe, int(ivf.nlist)) // max(int(ivf.nlist), 1))
+        if hasattr(faiss.downcast_index(self._index), "hnsw"):
+            return 16 * self._ef_search
+        return self.count
+
+    def _selected_search(
+        self, data: np.ndarray, wanted: int, selector: Any, *, exhaustive: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One search restricted to ``selector``, with this index's query parameters (all lists and
+        ``efSearch = count`` when ``exhaustive``)."""
+        ef = max(self.count, wanted) if exhaustive else max(self._ef_search, wanted)
+        ivf = self._ivf()
+        if ivf is not None:
+            nprobe = int(ivf.nlist) if exhaustive else min(self._nprobe, int(ivf.nlist))
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+            if hasattr(faiss.downcast_index(ivf.quantizer), "hnsw"):
+                params.quantizer_params = faiss.SearchParametersHNSW(efSearch=ef)
+        elif hasattr(faiss.downcast_index(self._index), "hnsw"):
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=ef)
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        with omp_threads(self.threads):
+            distances, labels = self._index.search(data, wanted, params=params)
+        return labels.astype(np.int64, copy=False), distances
+
+    def _brute_force(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k inner products over the (stored or reconstructed) vectors, or over the sorted
+        ``allowed`` labels only."""
+        candidates = np.arange(self.count) if allowed is None else np.asarray(allowed, dtype=np.int64)
+        if self._vectors is not None:
+            items = self._vectors[candidates]
+        else:
             ivf = self._ivf()
             if ivf is not None:
                 ivf.make_direct_map()
-            items = self._index.reconstruct_n(0, self.count)
+            if allowed is None:
+                items = self._index.reconstruct_n(0, self.count)
+            else:
+                items = self._index.reconstruct_batch(candidates)
         scores = queries @ items.T
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        return top.astype(np.int64), np.take_along_axis(scores, top, axis=1)
+        return candidates[top].astype(np.int64), np.take_along_axis(scores, top, axis=1)
 
     def _apply_query_params(self) -> None:
         self._check_query_params()

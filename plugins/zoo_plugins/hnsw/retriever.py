@@ -13,6 +13,11 @@ catalogue size, or parts of the graph unreachable with a small ``M``). Queries t
 ``ef = max(ef, k)``; when hnswlib still fails (it fails the whole batch), the rows that cannot reach
 ``k`` items are found by bisection and answered by brute force over the stored vectors, so a query
 never fails and never returns fewer than ``min(k, count)`` results.
+
+Filtered queries (``allow`` / ``exclude``) pass hnswlib's ``filter`` callable to ``knn_query``, one
+call per distinct list (one call for a list shared by every query): the graph search skips forbidden
+items while it collects results, and rows it cannot fill fall back to brute force over the allowed
+items, as above.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 
 from zoo.errors import ModelFileError, UsageError
 from zoo.retrieval.base import Retriever
+from zoo.retrieval.filtering import LabelFilter
 from zoo.retrieval.threads import resolve_threads
 
 INDEX_FILE = "hnsw.bin"
@@ -64,6 +70,7 @@ class HnswRetriever(Retriever):
     build_param_names = ("M", "ef_construction", "seed", "num_threads")
     query_param_names = ("ef",)
     supports_add = True
+    native_filters = True
 
     def __init__(self, metric: str = "ip", **params: Any) -> None:
         super().__init__(metric, **params)
@@ -114,19 +121,47 @@ class HnswRetriever(Retriever):
             self._index.resize_index(max(end, start + start // 2))
         self._index.add_items(vectors, np.arange(start, end, dtype=np.int64), num_threads=self._threads)
 
-    def _knn(self, queries: np.ndarray, k: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
+    def _knn(self, queries: np.ndarray, k: int, ef: int, keep: Any = None) -> tuple[np.ndarray, np.ndarray]:
         self._index.set_ef(ef)
         try:
-            labels, distances = self._index.knn_query(queries, k=k, num_threads=self._threads)
+            labels, distances = self._index.knn_query(queries, k=k, num_threads=self._threads, filter=keep)
         finally:
             self._index.set_ef(self._ef)
         # hnswlib's 'ip' distance is 1 - dot: convert back to a higher-is-better score.
         return labels.astype(np.int64, copy=False), (1.0 - distances).astype(np.float32, copy=False)
 
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._search_rows(queries, k)
+
+    def _search_filtered(
+        self, queries: np.ndarray, k: int, label_filter: LabelFilter
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """hnswlib's ``filter`` callable, one ``knn_query`` per distinct list (one for a shared list)."""
+        n_queries = queries.shape[0]
+        labels = np.full((n_queries, k), -1, dtype=np.int64)
+        scores = np.full((n_queries, k), -np.inf, dtype=np.float32)
+        available = label_filter.available()
+        for rows, listed in label_filter.groups():
+            take = min(k, int(available[rows[0]]))
+            if take == 0:
+                continue
+            members = frozenset(listed.tolist())
+            if label_filter.allow:
+                keep = members.__contains__
+            else:
+                keep = lambda label, members=members: label not in members  # noqa: E731
+            allowed = lambda listed=listed: label_filter.passing(listed)  # noqa: E731
+            labels[rows, :take], scores[rows, :take] = self._search_rows(queries[rows], take, keep, allowed)
+        return labels, scores
+
+    def _search_rows(
+        self, queries: np.ndarray, k: int, keep: Any = None, allowed: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Graph search of every row (restricted to labels where ``keep(label)``); rows the graph cannot
+        answer with ``k`` items are answered by brute force (over ``allowed()`` labels when filtered)."""
         ef = max(self._ef, k)
         try:
-            return self._knn(queries, k, ef)
+            return self._knn(queries, k, ef, keep)
         except RuntimeError:  # "Cannot return the results in a contiguous 2D array": a row found < k
             pass
         # hnswlib fails the whole batch. A larger ef cannot help: with fewer than ef results found the
@@ -142,7 +177,7 @@ class HnswRetriever(Retriever):
             if lo == hi:
                 continue
             try:
-                labels[lo:hi], scores[lo:hi] = self._knn(queries[lo:hi], k, ef)
+                labels[lo:hi], scores[lo:hi] = self._knn(queries[lo:hi], k, ef, keep)
             except RuntimeError:
                 if hi - lo == 1:
                     failed.append(lo)
@@ -151,14 +186,18 @@ class HnswRetriever(Retriever):
                     pending += [(lo, mid), (mid, hi)]
         if failed:
             rows = np.asarray(failed, dtype=np.int64)
-            labels[rows], scores[rows] = self._brute_force(queries[rows], k)
+            labels[rows], scores[rows] = self._brute_force(
+                queries[rows], k, None if allowed is None else allowed()
+            )
         return labels, scores
 
-    def _brute_force(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k over the stored vectors (last resort when the graph cannot reach k items)."""
-        items = np.asarray(
-            self._index.get_items(np.arange(self.count), return_type="numpy"), dtype=np.float32
-        )
+    def _brute_force(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k over the stored vectors, or over the sorted ``allowed`` labels (``k`` of them at
+        least); the last resort when the graph cannot reach k items."""
+        candidates = np.arange(self.count) if allowed is None else np.asarray(allowed, dtype=np.int64)
+        items = np.asarray(self._index.get_items(candidates, return_type="numpy"), dtype=np.float32)
         n_queries = queries.shape[0]
         labels = np.empty((n_queries, k), dtype=np.int64)
         scores = np.empty((n_queries, k), dtype=np.float32)
@@ -170,7 +209,7 @@ class HnswRetriever(Retriever):
                 top = np.broadcast_to(np.arange(block.shape[1]), block.shape)
             top_scores = np.take_along_axis(block, top, axis=1)
             order = np.lexsort((top, -top_scores), axis=1)
-            labels[start : start + block.shape[0]] = np.take_along_axis(top, order, axis=1)
+            labels[start : start + block.shape[0]] = candidates[np.take_along_axis(top, order, axis=1)]
             scores[start : start + block.shape[0]] = np.take_along_axis(top_scores, order, axis=1)
         return labels, scores
 

@@ -7,6 +7,7 @@ file, the line (or row) and the column at fault.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +54,9 @@ def require_columns(path: Path, found: Sequence[str], wanted: Sequence[str], hin
     missing = [c for c in wanted if c not in found]
     if missing:
         listed = ", ".join(repr(c) for c in missing)
+        present = ", ".join(found) or "none"
         raise DataError(
-            f"{path}: missing column {listed}; the columns found are {', '.join(found) or 'none'}"
+            f"{path}: missing column {listed}; the columns found are {present}"
             + (f"; {hint}" if hint else "")
         )
 
@@ -113,15 +115,49 @@ def _is_int(column: pd.Series) -> bool:
 
 
 def require_timestamp(column: pd.Series, label: str, where: Where) -> pd.Series:
-    """Integer timestamps stay int64; fractional ones stay float64; anything else is an error."""
-    try:
-        numbers = require_numeric(column, label, where)
-    except DataError as exc:
-        raise DataError(f"{exc}; timestamps must be numbers (e.g. seconds since 1970)") from exc
-    whole = numbers.to_numpy()
-    if np.isfinite(whole).all() and (whole == np.floor(whole)).all():
-        return numbers.astype("int64")
-    return numbers
+    """Numeric timestamps (integers stay int64, fractional ones float64) or ISO-8601 date-times
+    (``2003-07-31T12:00:00Z``, converted to integer seconds since 1970, UTC where no zone is given);
+    an empty, non-finite or unreadable cell is a DataError naming its line."""
+    require_present(column, label, where)
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        numbers = pd.to_numeric(column, errors="coerce")
+        if numbers.isna().all():  # no cell is a number: date-times, or a column of junk
+            return _iso_seconds(column, label, where)
+        if numbers.isna().any():
+            row, value = first_bad(numbers.isna().to_numpy(), column)
+            raise DataError(
+                f"{where.at(row)}: column '{label}' holds {value!r}, which is not a number; timestamps must"
+                " be numbers (e.g. seconds since 1970) or, in every row, ISO-8601 date-times"
+            )
+        column = numbers
+    values = column.to_numpy(dtype="float64")
+    infinite = ~np.isfinite(values)
+    if infinite.any():
+        row, value = first_bad(infinite, column)
+        raise DataError(
+            f"{where.at(row)}: column '{label}' holds {value!r}, which is not a finite number; timestamps"
+            " must be finite (e.g. seconds since 1970) or ISO-8601 date-times"
+        )
+    if (values == np.floor(values)).all():
+        return column.astype("int64")
+    return column.astype("float64")
+
+
+def _iso_seconds(column: pd.Series, label: str, where: Where) -> pd.Series:
+    """ISO-8601 date-times as integer seconds since 1970 (UTC), or a DataError naming the first bad cell."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas warns about mixed zones; every cell is checked below
+        parsed = pd.to_datetime(column.astype(str), format="ISO8601", utc=True, errors="coerce")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        row, value = first_bad(bad, column)
+        raise DataError(
+            f"{where.at(row)}: column '{label}' holds {value!r}, which is neither a number nor an ISO-8601"
+            " date-time; timestamps must be numbers (e.g. seconds since 1970) or date-times like"
+            " 2003-07-31T12:00:00Z"
+        )
+    seconds = (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return pd.Series(seconds.to_numpy(dtype="int64"), index=column.index)
 
 
 def unique_side(table: pd.DataFrame, key: str, where: Where) -> pd.DataFrame:

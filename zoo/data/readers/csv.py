@@ -64,7 +64,7 @@ def read_csv(path: Path, what: str, **kwargs: Any) -> pd.DataFrame:
 def csv_header(path: Path, sep: str, what: str, encoding: str = "utf-8") -> list[str]:
     """The column names on the header line."""
     header = read_csv(path, what, sep=sep, nrows=0, encoding=encoding)
-    return [str(c) for c in header.columns]
+    return [str(c).strip() for c in header.columns]  # "user_id, item_id" names item_id, not " item_id"
 
 
 def read_table(
@@ -77,6 +77,7 @@ def read_table(
     """
     require_columns(path, csv_header(path, sep, what), wanted, hint)
     frame = read_csv(path, what, sep=sep, **ONLY_EMPTY_IS_MISSING, **kwargs)
+    frame.columns = [str(c).strip() for c in frame.columns]
     return frame, Where(path, first_line=2)
 
 

@@ -18,7 +18,10 @@ from zoo.data.readers.checks import (
 )
 from zoo.errors import UsageError
 
-_HINT = "map yours with user_col= / item_col= / time_col= / rating_col= (--param on the command line)"
+_HINT = (
+    "map yours with --param data.user_col=NAME (and data.item_col=, data.time_col=, data.rating_col=) on the"
+    " command line, or user_col=... in Python"
+)
 
 
 def read_interactions(

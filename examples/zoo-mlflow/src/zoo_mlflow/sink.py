@@ -168,27 +168,48 @@ def run_tags(report: Any) -> dict[str, str]:
     return tags
 
 
+def experiment_id(mlflow: Any, experiment: str | None = None) -> str:
+    """The id of the experiment ``experiment`` (default :func:`experiment_name`), created if needed."""
+    name = experiment_name(experiment)
+    found = mlflow.get_experiment_by_name(name)
+    return found.experiment_id if found is not None else mlflow.create_experiment(name)
+
+
 def log_report(
-    report: Any, *, uri: str | None = None, experiment: str | None = None, quiet: bool = False
+    report: Any,
+    *,
+    uri: str | None = None,
+    experiment: str | None = None,
+    quiet: bool = False,
+    run_id: str | None = None,
 ) -> str:
-    """Log ``report`` (a ``zoo.report.RunReport``) as one MLflow run; returns the MLflow run id."""
-    from mlflow.entities import Metric, Param
+    """Log ``report`` (a ``zoo.report.RunReport``) as one MLflow run; returns the MLflow run id. With
+    ``run_id`` (a run opened by the live callback) the report goes into that run, whose per-epoch
+    curves are already there."""
+    from mlflow.entities import Metric, Param, RunTag
 
     resolved = tracking_uri(uri)
     name = experiment_name(experiment)
     with store(resolved) as mlflow:
-        found = mlflow.get_experiment_by_name(name)
-        experiment_id = found.experiment_id if found is not None else mlflow.create_experiment(name)
         tags = run_tags(report)
-        run = mlflow.create_run(experiment_id, run_name=tags["mlflow.runName"], tags=tags)
-        run_id = run.info.run_id
+        if run_id is None:
+            run = mlflow.create_run(experiment_id(mlflow, name), run_name=tags["mlflow.runName"], tags=tags)
+            run_id = run.info.run_id
+            live = False
+        else:
+            mlflow.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            live = True
         status = "FAILED"
         try:
             params = [Param(k, v) for k, v in run_params(report).items()]
             for start in range(0, len(params), _BATCH):
                 mlflow.log_batch(run_id, params=params[start : start + _BATCH])
             stamp = _timestamp_ms(report)
-            metrics = [Metric(k, v, stamp, step) for k, v, step in run_metrics(report)]
+            metrics = [
+                Metric(k, v, stamp, step)
+                for k, v, step in run_metrics(report)
+                if not (live and k.startswith("epoch."))  # logged live already
+            ]
             for start in range(0, len(metrics), 1000):
                 mlflow.log_batch(run_id, metrics=metrics[start : start + 1000])
             if report.run_dir and Path(report.run_dir).is_dir():
