@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -53,6 +53,20 @@ def check_parent_writable(target: Path, option: str) -> None:
         raise UsageError(f"{option} {target}: folder {parent} is not writable; choose another {option}")
 
 
+def _check_location(target: Path, option: str, *, replaced: bool) -> bool:
+    """True when ``target`` is an existing, writable folder, False when it does not exist but can be
+    created; UsageError for a file or a place that cannot be written (``replaced``: the parent too)."""
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{option} {target} is a file; give a folder path (nothing was written)")
+    if not target.exists():
+        check_parent_writable(target, option)
+        return False
+    writable = os.access(target, os.W_OK | os.X_OK)
+    if not writable or (replaced and not os.access(target.parent, os.W_OK | os.X_OK)):
+        raise UsageError(f"{option} {target}: folder is not writable; choose another {option}")
+    return True
+
+
 def check_run_folder(target: Path, *, force: bool = False, option: str = "--out") -> bool:
     """Validate a run's output folder before any work starts.
 
@@ -62,13 +76,8 @@ def check_run_folder(target: Path, *, force: bool = False, option: str = "--out"
     not a run (without ``force``) or a location that cannot be written.
     """
     target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise UsageError(f"{option} {target} is a file; give a folder path (nothing was written)")
-    if not target.exists():
-        check_parent_writable(target, option)
+    if not _check_location(target, option, replaced=True):
         return False
-    if not os.access(target, os.W_OK | os.X_OK) or not os.access(target.parent, os.W_OK | os.X_OK):
-        raise UsageError(f"{option} {target}: folder is not writable; choose another {option}")
     entries = sorted(e.name for e in target.iterdir())
     if not entries:
         return False
@@ -85,28 +94,31 @@ def check_run_folder(target: Path, *, force: bool = False, option: str = "--out"
     return True
 
 
-def check_bench_folder(target: Path, *, option: str = "--out") -> None:
-    """Validate ``zoo bench``'s output folder: missing, empty, or a previous bench (``bench.json``).
-
-    A bench writes into its folder as it goes and resumes from it, so any other folder is refused.
-    """
+def check_output_folder(
+    target: Path, *, kind: str, is_ours: Callable[[Path], bool], option: str = "--out", replaced: bool = False
+) -> None:
+    """Validate the output folder of a command that owns its whole folder (a bench, an export): it must
+    be missing, empty, or one recall-zoo wrote (``is_ours(target)``); anything else is refused before
+    any work, as is a file or a place that cannot be written. ``replaced``: the command replaces the
+    folder whole, so its parent must be writable too."""
     target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise UsageError(f"{option} {target} is a file; give a folder path (nothing was written)")
-    if not target.exists():
-        check_parent_writable(target, option)
-        return
-    if not os.access(target, os.W_OK | os.X_OK):
-        raise UsageError(f"{option} {target}: folder is not writable; choose another {option}")
-    if (target / BENCH_MARKER).is_file():
+    if not _check_location(target, option, replaced=replaced):
         return
     entries = sorted(e.name for e in target.iterdir())
-    if entries:
+    if entries and not is_ours(target):
         shown = ", ".join(repr(n) for n in entries[:3]) + (", ..." if len(entries) > 3 else "")
         raise UsageError(
-            f"{option} {target} is a folder that is not a recall-zoo bench (it holds {shown}); choose a new"
+            f"{option} {target} is a folder that is not a recall-zoo {kind} (it holds {shown}); choose a new"
             f" {option} folder (nothing was written)"
         )
+
+
+def check_bench_folder(target: Path, *, option: str = "--out") -> None:
+    """``zoo bench``'s output folder: missing, empty, or a previous bench (``bench.json``). A bench
+    writes into its folder as it goes and resumes from it, so any other folder is refused."""
+    check_output_folder(
+        target, kind="bench", is_ours=lambda folder: (folder / BENCH_MARKER).is_file(), option=option
+    )
 
 
 @contextmanager

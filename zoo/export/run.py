@@ -39,23 +39,15 @@ ITEMS_SAFETENSORS = "item_vectors.safetensors"
 def check_export_folder(target: Path, *, option: str = "--out") -> None:
     """Validate an export folder before any work: missing, empty, or an earlier export (replaced whole);
     UsageError for a file, a folder holding anything else, or a place that cannot be written."""
-    from zoo.folders import check_parent_writable
+    from zoo.folders import check_output_folder
 
-    target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise UsageError(f"{option} {target} is a file; give a folder path (nothing was written)")
-    if not target.exists():
-        check_parent_writable(target, option)
-        return
-    if not os.access(target, os.W_OK | os.X_OK) or not os.access(target.parent, os.W_OK | os.X_OK):
-        raise UsageError(f"{option} {target}: folder is not writable; choose another {option}")
-    entries = sorted(e.name for e in target.iterdir())
-    if entries and not _is_export(target / MANIFEST_FILE):
-        shown = ", ".join(repr(n) for n in entries[:3]) + (", ..." if len(entries) > 3 else "")
-        raise UsageError(
-            f"{option} {target} is a folder that is not a recall-zoo export (it holds {shown}); choose a new"
-            f" {option} folder (nothing was written)"
-        )
+    check_output_folder(
+        target,
+        kind="export",
+        is_ours=lambda folder: _is_export(folder / MANIFEST_FILE),
+        option=option,
+        replaced=True,
+    )
 
 
 def _is_export(path: Path) -> bool:
