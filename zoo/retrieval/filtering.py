@@ -272,6 +272,19 @@ class LabelFilter:
         for rows in seen.values():
             yield np.asarray(rows, dtype=np.int64), self.labels(rows[0])
 
+    def search_groups(self, queries: np.ndarray, k: int, search: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Answer the queries one group of equal lists at a time (one search for a shared list):
+        ``search(group_queries, take, listed)`` returns ``[g, take]`` labels and scores, ``take`` being
+        ``min(k, items that pass)``; the slots past it hold -1 and -inf."""
+        labels = np.full((queries.shape[0], k), -1, dtype=np.int64)
+        scores = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
+        available = self.available()
+        for rows, listed in self.groups():
+            take = min(k, int(available[rows[0]]))
+            if take:
+                labels[rows, :take], scores[rows, :take] = search(queries[rows], take, listed)
+        return labels, scores
+
     def passing(self, labels: np.ndarray) -> np.ndarray:
         """The sorted labels a row whose list is ``labels`` may return (the list itself if allowed)."""
         return labels if self.allow else _difference(np.arange(self.count, dtype=np.int64), labels)

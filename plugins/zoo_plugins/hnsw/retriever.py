@@ -137,22 +137,19 @@ class HnswRetriever(Retriever):
         self, queries: np.ndarray, k: int, label_filter: LabelFilter
     ) -> tuple[np.ndarray, np.ndarray]:
         """hnswlib's ``filter`` callable, one ``knn_query`` per distinct list (one for a shared list)."""
-        n_queries = queries.shape[0]
-        labels = np.full((n_queries, k), -1, dtype=np.int64)
-        scores = np.full((n_queries, k), -np.inf, dtype=np.float32)
-        available = label_filter.available()
-        for rows, listed in label_filter.groups():
-            take = min(k, int(available[rows[0]]))
-            if take == 0:
-                continue
+
+        def search(group: np.ndarray, take: int, listed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             members = frozenset(listed.tolist())
             if label_filter.allow:
                 keep = members.__contains__
             else:
-                keep = lambda label, members=members: label not in members  # noqa: E731
-            allowed = lambda listed=listed: label_filter.passing(listed)  # noqa: E731
-            labels[rows, :take], scores[rows, :take] = self._search_rows(queries[rows], take, keep, allowed)
-        return labels, scores
+
+                def keep(label: int) -> bool:
+                    return label not in members
+
+            return self._search_rows(group, take, keep, lambda: label_filter.passing(listed))
+
+        return label_filter.search_groups(queries, k, search)
 
     def _search_rows(
         self, queries: np.ndarray, k: int, keep: Any = None, allowed: Any = None

@@ -398,26 +398,21 @@ class MilvusRetriever(Retriever):
         self, queries: np.ndarray, k: int, label_filter: LabelFilter
     ) -> tuple[np.ndarray, np.ndarray]:
         """A filter expression on the id field, one search per distinct list (one for a shared list)."""
-        n_queries = queries.shape[0]
-        labels = np.full((n_queries, k), -1, dtype=np.int64)
-        scores = np.full((n_queries, k), -np.inf, dtype=np.float32)
-        available = label_filter.available()
-        for rows, listed in label_filter.groups():
-            take = min(k, int(available[rows[0]]))
-            if take == 0:
-                continue
+
+        def search(group: np.ndarray, take: int, listed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             if listed.size == 0:  # an empty exclude-list: nothing to filter
                 expression = ""
             else:
                 ids = ", ".join(map(str, self._ids[listed].tolist()))
                 expression = f"{ID_FIELD} {'in' if label_filter.allow else 'not in'} [{ids}]"
-            found, found_scores = self._milvus_search(queries[rows], take, expression)
+            found, found_scores = self._milvus_search(group, take, expression)
             short = np.flatnonzero((found < 0).any(axis=1))
             if short.size:
                 passing = label_filter.passing(listed)
-                found[short], found_scores[short] = self._exact(queries[rows[short]], take, passing)
-            labels[rows, :take], scores[rows, :take] = found, found_scores
-        return labels, scores
+                found[short], found_scores[short] = self._exact(group[short], take, passing)
+            return found, found_scores
+
+        return label_filter.search_groups(queries, k, search)
 
     def _exact(self, queries: np.ndarray, k: int, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k over the ``candidates`` labels, their vectors fetched from the collection."""
