@@ -17,7 +17,12 @@ from hypothesis import strategies as st
 
 from zoo.errors import ZooError
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 CELLS = st.one_of(
     st.integers(-(2**40), 2**40).map(str),
