@@ -75,3 +75,19 @@ def parse_ks(text: str, example: str = "10,50") -> tuple[int, ...]:
     if not ks or min(ks) < 1:
         raise UsageError(f"--k {text!r} must be comma-separated positive integers, e.g. {example}")
     return ks
+
+
+def settings(config_file: Any, items: Iterable[str]) -> tuple[dict[str, Any], Params]:
+    """A ``--config`` file's [run] fields and its parameters overridden by ``--param`` (the command line
+    wins): what ``zoo run`` and ``zoo bench`` both start from."""
+    from zoo.pipeline.config_file import FileSettings, read_config_file
+
+    file = read_config_file(config_file) if config_file is not None else FileSettings()
+    given = parse_params(items)
+    merged = Params(
+        {**file.params, **given.model},
+        {**file.retriever, **given.retriever},
+        {**file.dataset, **given.dataset},
+        {**file.protocol, **given.protocol},
+    )
+    return dict(file.run), merged

@@ -11,7 +11,7 @@ import typer
 from zoo.errors import UsageError
 from zoo_cli import state
 from zoo_cli.output import OutputFormat, fmt, handle_errors, print_json, stderr, stdout, table
-from zoo_cli.params import parse_ks, parse_params
+from zoo_cli.params import parse_ks, settings
 
 MODEL_STAGES = ("load", "prepare", "train", "embed")
 
@@ -161,15 +161,8 @@ def bench(
     """
     from zoo.bench.report import write_reports
     from zoo.bench.runner import BenchConfig, run_bench
-    from zoo.pipeline.config_file import FileSettings, read_config_file
 
-    file = read_config_file(config_file) if config_file is not None else FileSettings()
-    cli = parse_params(param)
-    model_params = {**file.params, **cli.model}
-    retriever_params = {**file.retriever, **cli.retriever}
-    dataset_options = {**file.dataset, **cli.dataset}
-    protocol_overrides = {**file.protocol, **cli.protocol}
-    run = file.run
+    run, (model_params, retriever_params, dataset_options, protocol_overrides) = settings(config_file, param)
     listed = run.get("model")
     models = models or (",".join(listed) if isinstance(listed, list) else listed)
     if not models:

@@ -10,7 +10,7 @@ import typer
 from zoo.errors import UsageError
 from zoo_cli import state
 from zoo_cli.output import OutputFormat, fmt, handle_errors, metric_table, print_json, stderr, stdout
-from zoo_cli.params import parse_ks, parse_params
+from zoo_cli.params import parse_ks, settings
 
 
 class CliProgress:
@@ -97,16 +97,14 @@ def run(
     """
     from zoo.pipeline import RunConfig
     from zoo.pipeline import run as run_pipeline
-    from zoo.pipeline.config_file import FileSettings, read_config_file
 
-    file = read_config_file(config_file) if config_file is not None else FileSettings()
-    cli = parse_params(param)
+    file_run, params = settings(config_file, param)
     flags = {
         "model": model, "retriever": retriever, "dataset": dataset, "data_path": str(data) if data else None,
         "protocol": protocol, "mask_seen": mask_seen, "device": device, "seed": seed,
         "ks": parse_ks(k) if k is not None else None, "out": str(out) if out is not None else None,
     }  # fmt: skip
-    fields = {**file.run, **{key: value for key, value in flags.items() if value is not None}}
+    fields = {**file_run, **{key: value for key, value in flags.items() if value is not None}}
     if not fields.get("model"):
         raise UsageError("give a MODEL (e.g. 'zoo run dssm') or a --config file whose [run] names the model")
     config = RunConfig(
@@ -114,10 +112,10 @@ def run(
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
-        params={**file.params, **cli.model},
-        retriever_params={**file.retriever, **cli.retriever},
-        dataset_options={**file.dataset, **cli.dataset},
-        protocol_overrides={**file.protocol, **cli.protocol},
+        params=params.model,
+        retriever_params=params.retriever,
+        dataset_options=params.dataset,
+        protocol_overrides=params.protocol,
         force=force,
         resume=resume,
     )
