@@ -4,14 +4,20 @@
 
 Writes ``results.json`` (every metric, the protocol cards, training histories, machine) and
 ``results.md`` (the README's results table). Each published number is only comparable under the
-protocol that produced it, so each model runs under its anchor's protocol (see ANCHORS). Seeds are
-fixed; finished models are skipped on a rerun unless ``--force``.
+protocol that produced it, so each model runs under its anchor's protocol (see ANCHORS).
+
+``--seeds 0,1,2`` trains each model once per seed and reports the mean and the spread (sample
+standard deviation, minimum, maximum) of every metric; the floor holds on the mean, not on one seed.
+Finished (model, seed) pairs are skipped on a rerun unless ``--force``, so an interrupted run resumes.
+``--record benchmarks/results`` also writes one results file per model in the schema of
+``benchmarks/results/README.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -98,6 +104,78 @@ def run_model(name: str, data: str, device: str, seed: int, params: list[str]) -
     }
 
 
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One model's row from its per-seed runs: every metric's mean, its spread across seeds, and the
+    floor judged on the mean of the headline metric."""
+    runs = sorted(runs, key=lambda r: r["seed"])
+    first = runs[-1]
+    metrics: dict[str, float] = {}
+    spread: dict[str, dict[str, float]] = {}
+    for key in first["metrics"]:
+        values = [float(r["metrics"][key]) for r in runs]
+        mean = statistics.fmean(values)
+        metrics[key] = mean
+        spread[key] = {
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values),
+            "max": max(values),
+        }
+    row = {k: v for k, v in first.items() if k not in ("seed", "metrics", "passed")}
+    row.update(
+        seeds=[r["seed"] for r in runs],
+        runs=runs,
+        metrics=metrics,
+        spread=spread,
+        passed=metrics[first["headline"]] >= first["floor"],
+        train_s=statistics.fmean(r["train_s"] for r in runs),
+    )
+    return row
+
+
+def runs_of(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-seed runs of a results.json row (a row written before ``--seeds`` is its own run)."""
+    return list(row["runs"]) if "runs" in row else [row]
+
+
+def results_record(row: dict[str, Any], info: dict[str, Any], command: str, date: str) -> dict[str, Any]:
+    """One model's row as a ``benchmarks/results`` file (schema in its README): the mean of every
+    metric column, each column's values per seed and its sample standard deviation."""
+    figures: dict[str, Any] = {}
+    for column in COLUMNS:
+        figures[column] = round(row["metrics"][column], 4)
+    if len(row["seeds"]) > 1:
+        for column in COLUMNS:
+            figures[f"{column}_by_seed"] = [round(float(r["metrics"][column]), 4) for r in row["runs"]]
+            figures[f"{column}_std"] = round(row["spread"][column]["std"], 4)
+    figures["epochs"] = [r["training"]["epochs_run"] for r in row["runs"]]
+    figures["best_epoch"] = [r["training"]["best_epoch"] for r in row["runs"]]
+    figures["train_minutes"] = round(row["train_s"] / 60, 1)
+    for column in ("hitrate@10", "hitrate@50"):
+        if column in row.get("popularity", {}):
+            figures[f"popularity_{column}"] = round(float(row["popularity"][column]), 4)
+    if len(row["seeds"]) == 1:
+        figures["epochs"], figures["best_epoch"] = figures["epochs"][0], figures["best_epoch"][0]
+    versions = dict(info.get("versions", {}))
+    versions.setdefault("recall-zoo", versions.get("recall_zoo", "unknown"))
+    seeds = ", ".join(map(str, row["seeds"]))
+    return {
+        "kind": "quality",
+        "date": date,
+        "model": row["model"],
+        "dataset": "movielens-1m",
+        "protocol": row["protocol"],
+        "seed": row["seeds"][0] if len(row["seeds"]) == 1 else row["seeds"],
+        "device": row["device"],
+        "command": command,
+        "machine": {k: v for k, v in info.items() if k != "versions"},
+        "versions": versions,
+        "figures": figures,
+        "notes": f"The {row['model']} preset at seed{'s' if len(row['seeds']) > 1 else ''} {seeds}; metric"
+        f" columns are the mean over seeds. Floor {row['headline']} >= {row['floor']}"
+        f" {'met' if row['passed'] else 'NOT met'} on the mean.",
+    }
+
+
 def stop_note(training: dict[str, Any]) -> str:
     """Table note for a training cut short by ``--time-limit`` (not converged: say so)."""
     return ", time limit" if training.get("stopped") == "time_limit" else ""
@@ -139,25 +217,66 @@ def render_markdown(results: list[dict[str, Any]], info: dict[str, Any], command
     ]
     for r in results:
         m = r["metrics"]
-        cells = [f"**{m[c]:.4f}**" if c == r["headline"] else f"{m[c]:.4f}" for c in COLUMNS]
+        several = len(r.get("seeds", [0])) > 1
+
+        def cell(column: str, m: dict[str, Any] = m, r: dict[str, Any] = r, several: bool = several) -> str:
+            text = f"{m[column]:.4f}"
+            if several:
+                text += f" ± {r['spread'][column]['std']:.4f}"
+            return f"**{text}**" if column == r["headline"] else text
+
+        cells = [cell(c) for c in COLUMNS]
         training = r["training"]
         lines.append(
             f"| {r['model']} | {r['protocol']} | "
             + " | ".join(cells)
             + f" | {r['headline']} >= {r['floor']} {'(met)' if r['passed'] else '(NOT met)'} | {r['anchor']}"
-            + f" | {training['epochs_run']} ({training['best_epoch']}){stop_note(training)}"
+            + f" | {epochs_cell(r)}{stop_note(training)}"
             + f" | {r['train_s'] / 60:.1f} min"
             + f" | {r['device']} {mark(r)} |"
         )
     lines.append("")
     for number, (run_command, where) in enumerate(sources, 1):
         lines.append(f"[{number}] `{run_command}` on {where}.")
-    seeds = sorted({r["seed"] for r in results})
+    seeds = sorted({s for r in results for s in r.get("seeds", [r.get("seed", 0)])})
     lines += [
         "",
-        f"Seed {', '.join(map(str, seeds)) if seeds else 0}; full ranking over the whole catalogue.",
+        f"Seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds)) if seeds else 0}"
+        + (
+            "; each metric is the mean ± sample standard deviation over seeds, the floor judged on the mean"
+            if len(seeds) > 1
+            else ""
+        )
+        + "; full ranking over the whole catalogue.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def public_command(argv: list[str]) -> str:
+    """The command as a user types it, for results files: ``--data`` left out (the default finds
+    MovieLens-1M through ``$ZOO_DATA_DIR``), folders named by their last part, no private paths."""
+    words = ["python", "benchmarks/quality.py"]
+    pending = ""
+    for word in argv:
+        option, equals, value = word.partition("=")
+        if pending:
+            if pending != "--data":
+                words += [pending, word if not Path(word).is_absolute() else Path(word).name]
+            pending = ""
+        elif option in ("--data", "--out", "--record", "--import") and not equals:
+            pending = option
+        elif option == "--data":
+            continue
+        elif option in ("--out", "--record", "--import"):
+            words.append(f"{option}={value if not Path(value).is_absolute() else Path(value).name}")
+        else:
+            words.append(word)
+    return " ".join(words)
+
+
+def epochs_cell(row: dict[str, Any]) -> str:
+    """Epochs run (best epoch) per seed, ``/``-separated when there are several."""
+    return " / ".join(f"{r['training']['epochs_run']} ({r['training']['best_epoch']})" for r in runs_of(row))
 
 
 def import_results(paths: list[str], done: dict[str, dict[str, Any]]) -> None:
@@ -186,7 +305,18 @@ def main(argv: list[str] | None = None) -> int:
         help="MovieLens-1M folder (default: $ZOO_DATA_DIR/ml-1m or the download cache)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help="one seed (default 0); same as --seeds N")
+    parser.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated seeds, e.g. 0,1,2: one training per seed, mean and spread reported",
+    )
+    parser.add_argument(
+        "--record",
+        default=None,
+        metavar="DIR",
+        help="also write one results file per model into DIR (e.g. benchmarks/results)",
+    )
     parser.add_argument("--param", action="append", default=[], help="MODEL:key=value override (repeatable)")
     parser.add_argument(
         "--time-limit",
@@ -207,6 +337,14 @@ def main(argv: list[str] | None = None) -> int:
         help="merge the rows of another results.json (e.g. measured on a GPU machine), repeatable",
     )
     args = parser.parse_args(argv)
+    if args.seed is not None and args.seeds is not None:
+        parser.error("--seed and --seeds: give one of them")
+    try:
+        seeds = [int(s) for s in (args.seeds or str(args.seed or 0)).split(",")]
+    except ValueError:
+        parser.error(f"--seeds {args.seeds!r}: give comma-separated integers, e.g. 0,1,2")
+    if len(set(seeds)) != len(seeds):
+        parser.error(f"--seeds {args.seeds!r}: a seed is repeated")
 
     from zoo.data.locate import resolve_data_path
     from zoo.errors import ZooError
@@ -227,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    record_dir = Path(args.record) if args.record else None
+    if record_dir is not None and not record_dir.is_dir():
+        print(f"error: --record {record_dir}: no such folder; create it or name another", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results_file = out / "results.json"
@@ -239,31 +381,55 @@ def main(argv: list[str] | None = None) -> int:
     def save() -> None:
         ordered = [done[n] for n in ANCHORS if n in done]
         atomic_write_json(
-            results_file, {"schema": 1, "machine": info, "command": command, "results": ordered}
+            results_file, {"schema": 2, "machine": info, "command": command, "results": ordered}
         )
         atomic_write_text(out / "results.md", render_markdown(ordered, info, command))
 
     if args.imports:
         save()
     for name in names:
-        if name in done:
-            print(f"{name}: already in {results_file} (use --force to rerun)")
-            continue
+        runs = {r["seed"]: r for r in runs_of(done[name])} if name in done else {}
+        missing = [s for s in seeds if s not in runs]
+        if not missing:
+            print(
+                f"{name}: seeds {', '.join(map(str, seeds))} already in {results_file} (use --force to rerun)"
+            )
         overrides = [p.split(":", 1)[1] for p in args.param if p.startswith(f"{name}:")]
         if args.time_limit is not None and not any(o.startswith("time_limit=") for o in overrides):
             overrides.append(f"time_limit={args.time_limit * 60:g}")
-        print(f"{name}: training under protocol {ANCHORS[name][0]} on {args.device} ...", flush=True)
-        result = run_model(name, data, args.device, args.seed, overrides)
-        result.update(command=command, machine=info)
-        done[name] = result
-        m = result["metrics"]
+        for seed in missing:
+            print(
+                f"{name}: training under protocol {ANCHORS[name][0]} on {args.device}, seed {seed} ...",
+                flush=True,
+            )
+            result = run_model(name, data, args.device, seed, overrides)
+            result.update(command=command, machine=info)
+            runs[seed] = result
+            done[name] = aggregate([runs[s] for s in sorted(runs)])
+            m = result["metrics"]
+            print(
+                f"{name} seed {seed}: HR@10 {m['hitrate@10']:.4f} HR@50 {m['hitrate@50']:.4f}"
+                f" NDCG@10 {m['ndcg@10']:.4f} ({result['training']['epochs_run']} epochs,"
+                f" {result['train_s']:.0f} s)",
+                flush=True,
+            )
+            save()
+        row = aggregate([runs[s] for s in seeds])
+        headline = row["headline"]
         print(
-            f"{name}: HR@10 {m['hitrate@10']:.4f} HR@50 {m['hitrate@50']:.4f} NDCG@10 {m['ndcg@10']:.4f}"
-            f" ({result['training']['epochs_run']} epochs, {result['train_s']:.0f} s) floor"
-            f" {result['headline']} >= {result['floor']}: {'met' if result['passed'] else 'NOT met'}",
+            f"{name}: {headline} mean {row['metrics'][headline]:.4f} ± {row['spread'][headline]['std']:.4f}"
+            f" over seeds {', '.join(map(str, seeds))}; floor {headline} >= {row['floor']}:"
+            f" {'met' if row['passed'] else 'NOT met'}",
             flush=True,
         )
-        save()
+        if record_dir is not None:
+            date = time.strftime("%Y-%m-%d")
+            device = "gpu" if str(row["device"]).startswith("cuda") else "cpu"
+            label = "-seeds-" + "-".join(map(str, seeds)) if len(seeds) > 1 else f"-seed{seeds[0]}"
+            target = record_dir / f"{date}-quality-{name}{label}-{device}.json"
+            public = public_command(argv if argv is not None else sys.argv[1:])
+            atomic_write_json(target, results_record(row, info, public, date))
+            print(f"{name}: recorded {target}")
     print(f"wrote {results_file} and {out / 'results.md'}")
     return 0
 

@@ -170,7 +170,8 @@ def quality_order(results: Mapping[str, dict[str, Any]], anchors: Mapping[str, A
     def key(name: str) -> tuple[int, str, int, str]:
         model = results[name]["model"]
         position = known.index(model) if model in known else len(known)
-        return position, model, int(results[name]["seed"]), name
+        seed = results[name]["seed"]
+        return position, model, int(seed[0] if isinstance(seed, list) else seed), name
 
     return sorted(names, key=key)
 
@@ -183,9 +184,11 @@ def quality_section(results: Mapping[str, dict[str, Any]], anchors: Mapping[str,
     lines = [
         "## Quality (MovieLens-1M, full ranking)",
         "",
-        "`python benchmarks/quality.py` trains each model with its preset and a fixed seed, under the "
+        "`python benchmarks/quality.py` trains each model with its preset and fixed seeds, under the "
         "protocol of its published anchor, and ranks the whole catalogue exactly. The headline metric of "
-        "each model is in bold; the floor is the level the project holds the preset to.",
+        "each model is in bold; the floor is the level the project holds the preset to. A row over several "
+        "seeds shows each metric's mean ± sample standard deviation (the floor is judged on the mean) "
+        "and the epochs of each seed.",
         "",
     ]
     rows = []
@@ -194,9 +197,13 @@ def quality_section(results: Mapping[str, dict[str, Any]], anchors: Mapping[str,
         figures = record["figures"]
         anchor = anchors.get("models", {}).get(record["model"], {})
         headline = anchor.get("metric")
-        cells = [f"`{record['model']}`", fmt(record["seed"]), f"`{record['protocol']}`"]
+        seed = record["seed"]
+        cells = [f"`{record['model']}`", ", ".join(map(str, seed)) if isinstance(seed, list) else fmt(seed)]
+        cells.append(f"`{record['protocol']}`")
         for column in columns:
             value = fmt(figures.get(column))
+            if value and f"{column}_std" in figures:
+                value += f" ± {fmt(figures[f'{column}_std'])}"
             cells.append(f"**{value}**" if column == headline and value else value)
         floor = f"{headline} >= {fmt(anchor['floor'])}" if "floor" in anchor else ""
         cited = anchor.get("anchor", "")

@@ -110,7 +110,7 @@ def test_models_json_has_dssm_defaults(runner: CliRunner) -> None:
 
 
 def test_models_pattern_json(runner: CliRunner) -> None:
-    assert [m["name"] for m in ok_json(runner, "models", "*ss*", "--json")] == ["dssm"]
+    assert [m["name"] for m in ok_json(runner, "models", "d*ss*", "--json")] == ["dssm"]
 
 
 def test_retrievers_json(runner: CliRunner) -> None:

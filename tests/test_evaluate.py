@@ -354,15 +354,22 @@ def test_topk_items_empty_inputs_and_errors() -> None:
 
 # -- auc_score ---------------------------------------------------------------------------------
 def test_auc_hand_computed() -> None:
-    assert auc_score([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(
+    # (y_true, y_pred): Torch-RecHub's and sklearn's order
+    assert auc_score([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(
         0.75
     )  # sklearn's docstring example
-    assert auc_score([1, 1, 1, 1], [0, 1, 0, 1]) == pytest.approx(0.5)
-    assert auc_score(torch.tensor([0.2, 0.9]), torch.tensor([0.0, 1.0])) == pytest.approx(1.0)
-    assert math.isnan(auc_score([0.1, 0.2], [1, 1]))
-    assert math.isnan(auc_score([], []))
+    assert auc_score([0, 1, 0, 1], [1, 1, 1, 1]) == pytest.approx(0.5)
+    assert auc_score(torch.tensor([0.0, 1.0]), torch.tensor([0.2, 0.9])) == pytest.approx(1.0)
+    with pytest.raises(UsageError, match="every label is positive"):
+        auc_score([1, 1], [0.1, 0.2])
+    with pytest.raises(UsageError, match="no rows"):
+        auc_score([], [])
+    with pytest.raises(UsageError, match="swapped"):
+        auc_score([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
+    with pytest.raises(UsageError, match="NaN"):
+        auc_score([0, 1], [0.5, math.nan])
     with pytest.raises(UsageError):
-        auc_score([0.1, 0.2], [1])
+        auc_score([1], [0.1, 0.2])
 
 
 @SETTINGS
@@ -371,15 +378,18 @@ def test_auc_matches_pairwise_definition_with_ties(pairs: list[tuple[int, bool]]
     scores = [float(s) / 2 for s, _ in pairs]
     labels = [int(y) for _, y in pairs]
     want = ref_auc(scores, labels)
-    got = auc_score(np.array(scores), np.array(labels))
-    assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want, abs=1e-12)
+    if math.isnan(want):  # one class only (or no rows): an error, never a silent nan
+        with pytest.raises(UsageError):
+            auc_score(np.array(labels), np.array(scores))
+        return
+    assert auc_score(np.array(labels), np.array(scores)) == pytest.approx(want, abs=1e-12)
 
 
 def test_auc_large_random_against_reference() -> None:
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 2, size=400)
     scores = np.round(labels * 0.3 + rng.standard_normal(400), 1)  # rounding creates ties
-    assert auc_score(scores, labels) == pytest.approx(ref_auc(scores.tolist(), labels.tolist()), abs=1e-12)
+    assert auc_score(labels, scores) == pytest.approx(ref_auc(scores.tolist(), labels.tolist()), abs=1e-12)
 
 
 # -- ann_recall --------------------------------------------------------------------------------

@@ -190,3 +190,33 @@ def test_param_parsing():
     assert protocol == {"min_rating": 4}
     with pytest.raises(UsageError, match="key=value"):
         parse_params(["temperature"])
+
+
+def test_long_steps_report_progress(tmp_path):
+    """Embedding reports every user and item row it embeds; the index build is a task too (a spinner
+    in the CLI), so a long step never looks like a hang."""
+    import contextlib
+
+    from zoo.pipeline import Progress
+
+    class Recorder(Progress):
+        def __init__(self) -> None:
+            self.tasks: list[list] = []
+
+        @contextlib.contextmanager
+        def task(self, name, total=None):
+            record = [name, total, 0]
+            self.tasks.append(record)
+
+            def advance(done: int) -> None:
+                record[2] += done
+
+            yield advance
+
+    recorder = Recorder()
+    report = run(small_config(tmp_path, retriever="exact"), progress=recorder)
+    embed_task, index_task = recorder.tasks
+    users, items = report.data["users"], report.data["items"]
+    assert embed_task[0] == f"embed {users:,} users and {items:,} items"  # every user is a test user here
+    assert embed_task[1] == embed_task[2] == users + items
+    assert index_task[0].startswith("build the exact index") and index_task[1] is None

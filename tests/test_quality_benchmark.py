@@ -143,3 +143,48 @@ def test_quality_benchmark_rejects_unknown_models(quality, ml1m_dir, tmp_path):
     assert (
         quality.main(["--models", "dssm", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 3
     )
+
+
+def test_quality_benchmark_over_seeds_reports_mean_and_spread(quality, ml1m_dir, tmp_path, capsys):
+    """--seeds trains once per seed, the row holds the mean (checked against the per-seed runs) and the
+    sample standard deviation, a rerun with one more seed trains only that seed, and --record writes a
+    results file that the renderer accepts."""
+    import statistics
+
+    render_spec = importlib.util.spec_from_file_location(
+        "zoo_render_results", SCRIPT.parent / "render_results.py"
+    )
+    render = importlib.util.module_from_spec(render_spec)
+    render_spec.loader.exec_module(render)
+    out, record = tmp_path / "q", tmp_path / "results"
+    record.mkdir()
+    base = ["--models", "dssm", "--data", str(ml1m_dir), "--device", "cpu", "--out", str(out)]
+    base += ["--param", "dssm:epochs=1", "--param", "dssm:embed_dim=8", "--param", "dssm:dims=16,8"]
+    assert quality.main([*base, "--seeds", "0,1"]) == 0
+    (row,) = json.loads((out / "results.json").read_text())["results"]
+    assert row["seeds"] == [0, 1] and [r["seed"] for r in row["runs"]] == [0, 1]
+    values = [r["metrics"]["ndcg@10"] for r in row["runs"]]
+    assert values[0] != values[1]  # the seeds really differ
+    assert row["metrics"]["ndcg@10"] == pytest.approx(statistics.fmean(values))
+    assert row["spread"]["ndcg@10"]["std"] == pytest.approx(statistics.stdev(values))
+    assert row["passed"] == (row["metrics"]["hitrate@50"] >= row["floor"])
+    assert " ± " in (out / "results.md").read_text()
+    capsys.readouterr()
+    assert quality.main([*base, "--seeds", "0,1,2", "--record", str(record)]) == 0
+    printed = capsys.readouterr().out
+    assert "seed 2 ..." in printed and "seed 0 ..." not in printed and "seed 1 ..." not in printed
+    (written,) = record.iterdir()
+    assert written.name.endswith("-quality-dssm-seeds-0-1-2-cpu.json")
+    document = json.loads(written.read_text())
+    assert render.validate(written.name, document) == []
+    assert document["seed"] == [0, 1, 2] and len(document["figures"]["hitrate@50_by_seed"]) == 3
+    assert document["figures"]["ndcg@10"] == pytest.approx(
+        statistics.fmean(document["figures"]["ndcg@10_by_seed"]), abs=1e-4
+    )
+
+
+def test_quality_benchmark_rejects_bad_seeds(quality, tmp_path):
+    for bad in (["--seeds", "0,x"], ["--seeds", "1,1"], ["--seed", "1", "--seeds", "0,1"]):
+        with pytest.raises(SystemExit) as exited:
+            quality.main([*bad, "--out", str(tmp_path / "q")])
+        assert exited.value.code == 2

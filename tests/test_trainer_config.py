@@ -28,6 +28,7 @@ def test_defaults_are_the_documented_ones():
         "valid_metric": "recall@50",
         "negatives": "auto",
         "num_negatives": None,
+        "hard_negatives": False,
         "pairwise_loss": "bpr",
         "margin": 1.0,
         "bpr_max_reg": 1.0,
@@ -91,7 +92,8 @@ def test_from_dict_coerces_strings_and_numbers():
         (
             "negatives",
             "inbach",
-            "negatives=inbach: must be one of auto, batch, uniform, popularity, inbatch, mixed, shared, full;"
+            "negatives=inbach: must be one of auto, batch, uniform, popularity, inbatch, inbatch-sampled,"
+            " mixed, shared, full;"
             " did you mean 'inbatch'?",
         ),
         ("pairwise_loss", "bpr_max", "did you mean 'bpr-max'"),

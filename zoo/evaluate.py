@@ -42,9 +42,19 @@ __all__ = [
     "METRIC_NAMES",
     "ann_recall",
     "auc_score",
+    "coverage_score",
+    "diversity_score",
     "evaluate_ranking",
+    "gauc_score",
+    "hit_score",
+    "mrr_score",
+    "ndcg_score",
+    "novelty_score",
+    "precision_score",
     "ranking_metrics",
+    "recall_score",
     "topk_items",
+    "topk_metrics",
 ]
 
 METRIC_NAMES: tuple[str, ...] = ("hitrate", "recall", "ndcg", "mrr", "precision")
@@ -344,25 +354,48 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def auc_score(
-    scores: np.ndarray | torch.Tensor | Sequence[float], labels: np.ndarray | torch.Tensor | Sequence[float]
-) -> float:
-    """ROC AUC of ``scores`` for binary ``labels`` (``> 0`` is positive), as sklearn's ``roc_auc_score``.
-
-    Computed with the Mann-Whitney rank statistic, tied scores taking their average rank. Returns
-    ``nan`` when only one class is present.
-    """
-    s = _to_numpy(scores).astype(np.float64, copy=False).ravel()
-    y = _to_numpy(labels).ravel()
+def _binary_labels(y_true: Any, y_pred: Any, *, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(positive mask, scores)`` for ``what(y_true, y_pred)``; a one-line UsageError for every input
+    whose AUC would be undefined (empty, one class, NaN scores) or that looks swapped."""
+    y = _to_numpy(y_true).ravel()
+    s = _to_numpy(y_pred).ravel()
     if len(s) != len(y):
-        raise UsageError(f"auc_score got {len(s)} scores but {len(y)} labels")
+        raise UsageError(
+            f"{what} got {len(y)} labels but {len(s)} scores; pass (y_true, y_pred) of equal length"
+        )
+    if len(y) == 0:
+        raise UsageError(f"{what} got no rows; AUC needs positive and negative rows")
+    try:
+        y = y.astype(np.float64)
+        s = s.astype(np.float64)
+    except (TypeError, ValueError):
+        raise UsageError(f"{what} takes numeric (y_true, y_pred)") from None
+    classes = np.unique(y[~np.isnan(y)])
+    pred_binary = bool(np.isin(np.unique(s[~np.isnan(s)]), (0.0, 1.0)).all())
+    if np.isnan(y).any() or len(classes) > 2 or not np.isin(classes, (-1.0, 0.0, 1.0)).all():
+        hint = " (the arguments look swapped: the order is y_true, y_pred)" if pred_binary else ""
+        raise UsageError(f"{what}: y_true must hold binary labels (0/1){hint}")
     if np.isnan(s).any():
-        raise UsageError("auc_score: scores contain NaN; check the model's outputs")
-    positive = y.astype(np.float64) > 0
+        raise UsageError(f"{what}: y_pred contains NaN scores; check the model's outputs")
+    if len(classes) < 2:
+        label = "positive" if classes[0] > 0 else "negative"
+        raise UsageError(f"{what}: every label is {label}; AUC needs both positive and negative rows")
+    return y == classes[-1], s
+
+
+def auc_score(
+    y_true: np.ndarray | torch.Tensor | Sequence[float], y_pred: np.ndarray | torch.Tensor | Sequence[float]
+) -> float:
+    """ROC AUC of the scores ``y_pred`` for the binary labels ``y_true`` (Torch-RecHub's and sklearn's
+    argument order), equal to sklearn's ``roc_auc_score``.
+
+    Computed with the Mann-Whitney rank statistic, tied scores taking their average rank. Where sklearn
+    would warn and return ``nan`` or raise, this raises one UsageError line: no rows, one class only,
+    NaN scores, labels that are not binary (and says so when the two arguments look swapped).
+    """
+    positive, s = _binary_labels(y_true, y_pred, what="auc_score")
     n_pos = int(positive.sum())
-    n_neg = len(y) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
+    n_neg = len(s) - n_pos
     ranks = _average_ranks(s)
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
@@ -432,3 +465,216 @@ def evaluate_ranking(
             raise UsageError(f"item_ids has {len(ids)} entries but there are {n_items} item vectors")
         ranked = np.where(ranked >= 0, ids[np.maximum(ranked, 0)] if len(ids) else -1, -1)
     return ranking_metrics(ranked, targets, cutoffs)
+
+
+# -- Torch-RecHub's metric functions -----------------------------------------------------------------
+# Same names, arguments and return shapes as ``torch_rechub.basic.metric``: dicts of ``{user: [items]}``
+# in, ``{"NDCG": ["NDCG@5: 0.1234", ...], ...}`` out (values rounded to 4 digits as there). The hit
+# test is the one of :func:`ranking_metrics`; what differs from Torch-RecHub on purpose is listed in
+# docs/migration-torch-rechub.md (a repeated id hits once, users without ground truth are left out).
+RECHUB_TOPK_NAMES: tuple[str, ...] = ("NDCG", "MRR", "Recall", "Hit", "Precision")
+
+
+def _topks(topKs: Any) -> list[int]:
+    if topKs is None:
+        return [5]
+    if not isinstance(topKs, (tuple, list)):
+        raise UsageError(f"topKs must be a list or tuple of cut-offs such as [5, 10], got {topKs!r}")
+    for k in topKs:
+        _check_ks(k)
+    return [int(k) for k in topKs]
+
+
+def _user_lists(y_true: dict[Any, Any], y_pred: dict[Any, Any], width: int) -> tuple[Any, ...]:
+    """The dicts as one id matrix ``[U, width]`` (``-1`` pads short lists) and CSR targets, over the
+    users of ``y_true`` that have ground truth; ids of any hashable type are coded to integers."""
+    if not isinstance(y_true, dict) or not isinstance(y_pred, dict):
+        raise UsageError("topk_metrics takes y_true and y_pred as dicts {user: [item ids]}")
+    missing = [u for u in y_true if u not in y_pred]
+    if missing or len(y_true) != len(y_pred):
+        some = missing[0] if missing else next(u for u in y_pred if u not in y_true)
+        raise UsageError(
+            f"y_true and y_pred must hold the same users ({len(y_true)} vs {len(y_pred)}; user {some!r}"
+            " is in only one of them)"
+        )
+    users = [u for u in y_true if len(y_true[u]) > 0]
+    truths = [list(np.asarray(y_true[u]).ravel()) for u in users]
+    preds = [list(np.asarray(y_pred[u]).ravel())[:width] for u in users]
+    flat = [item for row in truths for item in row] + [item for row in preds for item in row]
+    codes = {}
+    for item in flat:
+        codes.setdefault(item.item() if hasattr(item, "item") else item, len(codes))
+    ranked = np.full((len(users), width), -1, dtype=np.int64)
+    for r, row in enumerate(preds):
+        ranked[r, : len(row)] = [codes[i.item() if hasattr(i, "item") else i] for i in row]
+    indptr = np.concatenate([[0], np.cumsum([len(t) for t in truths])]).astype(np.int64)
+    ids = np.array([codes[i.item() if hasattr(i, "item") else i] for t in truths for i in t], dtype=np.int64)
+    return ranked, indptr, ids
+
+
+def topk_metrics(y_true: dict[Any, Any], y_pred: dict[Any, Any], topKs: Sequence[int] | None = None) -> dict:
+    """Torch-RecHub's ``topk_metrics``: NDCG, MRR, Recall, Hit and Precision at each cut-off.
+
+    Args:
+        y_true: ``{user: [relevant item ids]}``.
+        y_pred: ``{user: [recommended item ids, best first]}`` for the same users.
+        topKs: cut-offs, e.g. ``[5, 10]`` (default ``[5]``).
+
+    Returns:
+        ``{"NDCG": ["NDCG@5: 0.1234", ...], "MRR": [...], "Recall": [...], "Hit": [...],
+        "Precision": [...]}``, one string per cut-off. ``Hit`` is Torch-RecHub's: relevant items found
+        over all relevant items (the hit rate when each user has one); the others are means over users.
+    """
+    ks = _topks(topKs)
+    ranked, indptr, ids = _user_lists(y_true, y_pred, max(ks))
+    if ranked.shape[0] == 0:
+        raise UsageError("topk_metrics: no user has ground truth items; the metrics are undefined")
+    hit, n_targets = _hits_csr(ranked, indptr, ids)
+    hit &= (ranked >= 0) & _first_occurrence(ranked)
+    discount = 1.0 / np.log2(np.arange(max(ks), dtype=np.float64) + 2.0)
+    ideal = np.cumsum(discount)
+    out: dict[str, list[str]] = {name: [] for name in RECHUB_TOPK_NAMES}
+    for k in ks:
+        top = hit[:, :k]
+        n_hit = top.sum(axis=1)
+        first = np.argmax(top, axis=1)
+        values = {
+            "NDCG": np.mean(top @ discount[:k] / ideal[np.minimum(n_targets, k) - 1]),
+            "MRR": np.mean(np.where(n_hit > 0, 1.0 / (first + 1.0), 0.0)),
+            "Recall": np.mean(n_hit / n_targets),
+            "Hit": n_hit.sum() / n_targets.sum(),
+            "Precision": np.mean(n_hit / k),
+        }
+        for name in RECHUB_TOPK_NAMES:
+            out[name].append(f"{name}@{k}: {round(float(values[name]), 4)}")
+    return out
+
+
+def ndcg_score(
+    y_true: dict[Any, Any], y_pred: dict[Any, Any], topKs: Sequence[int] | None = None
+) -> list[str]:
+    """``topk_metrics(...)["NDCG"]`` (Torch-RecHub's function)."""
+    return topk_metrics(y_true, y_pred, topKs)["NDCG"]
+
+
+def hit_score(
+    y_true: dict[Any, Any], y_pred: dict[Any, Any], topKs: Sequence[int] | None = None
+) -> list[str]:
+    """``topk_metrics(...)["Hit"]`` (Torch-RecHub's function)."""
+    return topk_metrics(y_true, y_pred, topKs)["Hit"]
+
+
+def mrr_score(
+    y_true: dict[Any, Any], y_pred: dict[Any, Any], topKs: Sequence[int] | None = None
+) -> list[str]:
+    """``topk_metrics(...)["MRR"]`` (Torch-RecHub's function)."""
+    return topk_metrics(y_true, y_pred, topKs)["MRR"]
+
+
+def recall_score(
+    y_true: dict[Any, Any], y_pred: dict[Any, Any], topKs: Sequence[int] | None = None
+) -> list[str]:
+    """``topk_metrics(...)["Recall"]`` (Torch-RecHub's function)."""
+    return topk_metrics(y_true, y_pred, topKs)["Recall"]
+
+
+def precision_score(
+    y_true: dict[Any, Any], y_pred: dict[Any, Any], topKs: Sequence[int] | None = None
+) -> list[str]:
+    """``topk_metrics(...)["Precision"]`` (Torch-RecHub's function)."""
+    return topk_metrics(y_true, y_pred, topKs)["Precision"]
+
+
+def gauc_score(y_true: Any, y_pred: Any, users: Any, weights: dict[Any, float] | None = None) -> float:
+    """Group AUC (Torch-RecHub's ``gauc_score``): each user's :func:`auc_score`, weighted by ``weights[user]``
+    or by the user's row count.
+
+    Users whose rows are all of one class have no AUC and are left out (Torch-RecHub raises on the first
+    one); a UsageError when no user has both classes.
+    """
+    y = _to_numpy(y_true).ravel()
+    s = _to_numpy(y_pred).ravel()
+    u = np.asarray(_to_numpy(users)).ravel()
+    if not len(y) == len(s) == len(u):
+        raise UsageError(
+            f"gauc_score got {len(y)} labels, {len(s)} scores and {len(u)} users; pass one each per row"
+        )
+    import pandas as pd
+
+    codes, uniques = pd.factorize(u)
+    total = weight_sum = 0.0
+    for code, user in enumerate(uniques):
+        rows = codes == code
+        labels = y[rows]
+        if len(np.unique(labels)) < 2:
+            continue
+        weight = float(len(labels) if weights is None else weights[user])
+        total += weight * auc_score(labels, s[rows])
+        weight_sum += weight
+    if weight_sum == 0:
+        raise UsageError("gauc_score: no user has both positive and negative rows (or every weight is 0)")
+    return total / weight_sum
+
+
+def _rechub_result(name: str, ks: list[int], values: list[float]) -> dict[str, list[str]]:
+    return {name: [f"{name}@{k}: {round(float(v), 4)}" for k, v in zip(ks, values, strict=True)]}
+
+
+def diversity_score(
+    y_pred: dict[Any, Any], item_embeddings: Any, topKs: Sequence[int] | None = None
+) -> dict[str, list[str]]:
+    """Intra-list diversity (Torch-RecHub's ``diversity_score``): per user, the mean pairwise cosine distance
+    ``1 - cos`` among the top-K items that have an embedding (a dict ``{item: vector}``, or a 2-D array
+    indexed by item id); users with fewer than two such items are left out; 0.0 when none is left.
+
+    Returns ``{"Diversity": ["Diversity@5: 0.1234", ...]}``.
+    """
+    ks = _topks(topKs)
+    table = item_embeddings if isinstance(item_embeddings, dict) else _to_numpy(item_embeddings)
+    values = []
+    for k in ks:
+        per_user = []
+        for items in y_pred.values():
+            vectors = [
+                np.asarray(table[i], dtype=np.float64)
+                for i in list(items)[:k]
+                if (i in table if isinstance(table, dict) else 0 <= int(i) < len(table))
+            ]
+            if len(vectors) < 2:
+                continue
+            unit = np.stack(vectors)
+            unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-10)
+            n = len(unit)
+            per_user.append((1.0 - unit @ unit.T)[np.triu_indices(n, k=1)].mean())
+        values.append(np.mean(per_user) if per_user else 0.0)
+    return _rechub_result("Diversity", ks, values)
+
+
+def coverage_score(
+    y_pred: dict[Any, Any], all_items: Any, topKs: Sequence[int] | None = None
+) -> dict[str, list[str]]:
+    """Catalogue coverage (Torch-RecHub's ``coverage_score``): distinct items in anyone's top K over the
+    catalogue size ``len(all_items)``. Returns ``{"Coverage": ["Coverage@5: 0.1234", ...]}``."""
+    ks = _topks(topKs)
+    if len(all_items) == 0:
+        raise UsageError("coverage_score: all_items is empty; pass the catalogue's item ids")
+    values = [len({i for items in y_pred.values() for i in list(items)[:k]}) / len(all_items) for k in ks]
+    return _rechub_result("Coverage", ks, values)
+
+
+def novelty_score(
+    y_pred: dict[Any, Any], item_popularity: dict[Any, float], topKs: Sequence[int] | None = None
+) -> dict[str, list[str]]:
+    """Mean self-information (Torch-RecHub's ``novelty_score``): per user the mean ``-log2(p)`` of the top-K
+    items' popularity ``p`` (an item missing from ``item_popularity``, or p below 1e-10, counts as 1e-10),
+    averaged over users with recommendations. Returns ``{"Novelty": ["Novelty@5: 2.74", ...]}``."""
+    ks = _topks(topKs)
+    values = []
+    for k in ks:
+        per_user = [
+            np.mean([-np.log2(max(float(item_popularity.get(i, 1e-10)), 1e-10)) for i in list(items)[:k]])
+            for items in y_pred.values()
+            if len(items)
+        ]
+        values.append(np.mean(per_user) if per_user else 0.0)
+    return _rechub_result("Novelty", ks, values)

@@ -11,11 +11,20 @@
 Ids are dense integers; ``0`` is padding for sequence features (never pooled: the mean is taken over
 the real items only, unlike the reference implementation, which averaged the padding rows in).
 These are plain dataclasses: importing this module does not import torch.
+
+Torch-RecHub's ``initializer=`` argument and its initializer classes (``RandomNormal``, ``RandomUniform``,
+``XavierNormal``, ``XavierUniform``, ``Pretrained``) are here too::
+
+    SparseFeature("movie_id", vocab_size=item_num, embed_dim=16, initializer=XavierNormal())
+
+Without one, a table keeps the model's own initialisation (normal, std 0.05), not Torch-RecHub's
+``RandomNormal(0, 0.0001)``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import dataclasses
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from zoo.errors import UsageError
@@ -31,6 +40,118 @@ _POOLING_ALIASES = {"concat": None, "none": None, "avg": "mean"}
 def auto_embed_dim(vocab_size: int) -> int:
     """The customary default embedding size ``6 * vocab_size ** 0.25`` (at least 1)."""
     return max(1, int(6 * vocab_size**0.25))
+
+
+def get_auto_embedding_dim(num_classes: int) -> int:
+    """Torch-RecHub's name for :func:`auto_embed_dim`: ``floor(6 * num_classes ** 0.25)``."""
+    return auto_embed_dim(num_classes)
+
+
+class Initializer:
+    """An embedding initialiser: ``init(vocab_size, embed_dim, padding_idx)`` returns a new
+    ``nn.Embedding`` (Torch-RecHub's call) and ``init.init_(weight)`` fills an existing weight in place;
+    the padding row, if any, is zero."""
+
+    def init_(self, weight: Any) -> None:
+        """Fill ``weight`` [vocab_size, embed_dim] in place."""
+        raise NotImplementedError
+
+    def __call__(self, vocab_size: int, embed_dim: int, padding_idx: int | None = None) -> Any:
+        import torch
+
+        embedding = torch.nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
+        with torch.no_grad():
+            self.init_(embedding.weight)
+            if padding_idx is not None:
+                embedding.weight[padding_idx].zero_()
+        return embedding
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+
+class RandomNormal(Initializer):
+    """Normal ``N(mean, std**2)`` weights."""
+
+    def __init__(self, mean: float = 0.0, std: float = 1.0) -> None:
+        self.mean, self.std = mean, std
+
+    def init_(self, weight: Any) -> None:
+        import torch
+
+        torch.nn.init.normal_(weight, self.mean, self.std)
+
+
+class RandomUniform(Initializer):
+    """Uniform weights in ``[minval, maxval)``."""
+
+    def __init__(self, minval: float = 0.0, maxval: float = 1.0) -> None:
+        self.minval, self.maxval = minval, maxval
+
+    def init_(self, weight: Any) -> None:
+        import torch
+
+        torch.nn.init.uniform_(weight, self.minval, self.maxval)
+
+
+class XavierNormal(Initializer):
+    """Glorot normal weights, ``std = gain * sqrt(2 / (vocab_size + embed_dim))``."""
+
+    def __init__(self, gain: float = 1.0) -> None:
+        self.gain = gain
+
+    def init_(self, weight: Any) -> None:
+        import torch
+
+        torch.nn.init.xavier_normal_(weight, self.gain)
+
+
+class XavierUniform(Initializer):
+    """Glorot uniform weights, bound ``gain * sqrt(6 / (vocab_size + embed_dim))``."""
+
+    def __init__(self, gain: float = 1.0) -> None:
+        self.gain = gain
+
+    def init_(self, weight: Any) -> None:
+        import torch
+
+        torch.nn.init.xavier_uniform_(weight, self.gain)
+
+
+class Pretrained(Initializer):
+    """Given weights ``[vocab_size, embed_dim]`` (array, tensor or nested lists); ``freeze`` keeps them fixed
+    in the embedding Torch-RecHub's call returns."""
+
+    def __init__(self, embedding_weight: Any, freeze: bool = True) -> None:
+        import numpy as np
+
+        self.embedding_weight = np.asarray(
+            embedding_weight.detach().cpu() if hasattr(embedding_weight, "detach") else embedding_weight,
+            dtype=np.float32,
+        )
+        if self.embedding_weight.ndim != 2:
+            raise UsageError(f"Pretrained needs a 2-D weight, got shape {self.embedding_weight.shape}")
+        self.freeze = freeze
+
+    def _check(self, shape: tuple[int, ...]) -> None:
+        if tuple(shape) != self.embedding_weight.shape:
+            raise UsageError(
+                f"Pretrained weight has shape {self.embedding_weight.shape}, the table is {tuple(shape)}"
+            )
+
+    def init_(self, weight: Any) -> None:
+        import torch
+
+        self._check(tuple(weight.shape))
+        with torch.no_grad():
+            weight.copy_(torch.from_numpy(self.embedding_weight))
+
+    def __call__(self, vocab_size: int, embed_dim: int, padding_idx: int | None = None) -> Any:
+        import torch
+
+        self._check((vocab_size, embed_dim))
+        weight = torch.from_numpy(self.embedding_weight.copy())
+        return torch.nn.Embedding.from_pretrained(weight, freeze=self.freeze, padding_idx=padding_idx)
 
 
 def _check_name(kind: str, name: Any) -> None:
@@ -65,6 +186,8 @@ class SparseFeature:
         embed_dim: embedding size (default ``6 * vocab_size ** 0.25``).
         shared_with: name of another feature whose embedding table this one uses.
         padding_idx: id that means "missing" (its embedding is a fixed zero vector), if any.
+        initializer: an :class:`Initializer` (Torch-RecHub's ``RandomNormal(...)`` etc.) for the table;
+            None keeps the model's own initialisation. Not saved with the model.
     """
 
     name: str
@@ -72,6 +195,7 @@ class SparseFeature:
     embed_dim: int | None = None
     shared_with: str | None = None
     padding_idx: int | None = None
+    initializer: Any = field(default=None, compare=False, repr=False, kw_only=True)
 
     def __post_init__(self) -> None:
         _check_name(type(self).__name__, self.name)
@@ -87,14 +211,29 @@ class SparseFeature:
                 f"{type(self).__name__} '{self.name}': padding_idx {self.padding_idx} is outside"
                 f" 0..{self.vocab_size - 1}"
             )
+        if self.initializer is not None and not callable(self.initializer):
+            raise UsageError(
+                f"{type(self).__name__} '{self.name}': initializer must be an initializer such as"
+                f" RandomNormal(0, 0.01), got {self.initializer!r}"
+            )
 
     @property
     def table(self) -> str:
         """Name of the embedding table this feature reads."""
         return self.shared_with or self.name
 
+    def get_embedding_layer(self) -> Any:
+        """Torch-RecHub's method: a new ``nn.Embedding`` of this feature's size from its initializer (a
+        normal std 0.05 one without), built once per feature."""
+        if getattr(self, "_embedding", None) is None:
+            init = self.initializer if self.initializer is not None else RandomNormal(0.0, 0.05)
+            object.__setattr__(self, "_embedding", init(self.vocab_size, self.embed_dim, self.padding_idx))
+        return self._embedding
+
     def to_dict(self) -> dict[str, Any]:
-        return {"type": type(self).__name__, **asdict(self)}
+        """The feature's settings (the initializer is not saved)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "initializer"}
+        return {"type": type(self).__name__, **values}
 
 
 @dataclass

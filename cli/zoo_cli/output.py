@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import typer
@@ -32,6 +33,22 @@ class OutputFormat(str, enum.Enum):
 
     human = "human"
     json = "json"
+
+
+def protocol_option() -> Any:
+    """``--protocol``: its help lists the protocol presets (``zoo.data.protocol.PROTOCOLS``, a light
+    import) and the shell completes them; a typo is a one-line did-you-mean error, exit 2, before any
+    work, like every other name option."""
+    from zoo.data.protocol import PROTOCOLS
+
+    names = list(PROTOCOLS)
+    return typer.Option(
+        None,
+        "--protocol",
+        metavar="[" + "|".join(names) + "]",
+        help="Evaluation protocol (default: the dataset's).",
+        autocompletion=lambda incomplete: [n for n in names if n.startswith(incomplete)],
+    )
 
 
 def handle_errors(fn: F) -> F:
@@ -93,3 +110,26 @@ def metric_table(
                 continue  # one target per user: recall equals hit rate, show it once
             t.add_row(key, *[fmt(metrics[c].get(key, float("nan"))) for c in columns])
     return t
+
+
+@contextlib.contextmanager
+def task_bar(name: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A transient progress line on stderr for one long step: a bar with done/total and the time left,
+    or, when ``total`` is None, a spinner with the elapsed time (an index build reports no progress)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns: list[Any] = [SpinnerColumn(), TextColumn("[bold]{task.description}")]
+    if total is not None:
+        columns += [BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    columns.append(TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        task = bar.add_task(name, total=total)
+        yield lambda done: bar.advance(task, done)

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
-from zoo.data.interactions import Interactions
 from zoo.errors import DataError, UnknownNameError, UsageError
+
+if TYPE_CHECKING:  # numpy and pandas load when a protocol filters, so the CLI can list protocols cheaply
+    import numpy as np
+    import pandas as pd
+
+    from zoo.data.interactions import Interactions
 
 SPLITS = ("leave_one_out",)
 #: how timestamps are compared when events are put in time order (see ``Protocol.time_precision``)
@@ -122,6 +124,8 @@ class Protocol:
     def time_keys(self, timestamps: np.ndarray) -> np.ndarray:
         """The keys events are time-ordered by (see ``time_precision``): the timestamps as they are
         for ``float64`` (no conversion, so integer nanoseconds keep their order), float32 otherwise."""
+        import numpy as np
+
         if self.time_precision == "float32":
             return np.asarray(timestamps, dtype=np.float32)
         return np.asarray(timestamps)
@@ -161,6 +165,8 @@ class Protocol:
 
 def _k_core(events: pd.DataFrame, user_core: int, item_core: int) -> tuple[pd.DataFrame, int]:
     """Iteratively drop users with < user_core and items with < item_core events (until stable)."""
+    import numpy as np
+
     columns = [(events["user_id"].to_numpy(), user_core), (events["item_id"].to_numpy(), item_core)]
     keep = np.ones(len(events), dtype=bool)
     rounds = 0

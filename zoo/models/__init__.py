@@ -11,9 +11,23 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from zoo.models.base import RecallModel, TrainOutputs
+from zoo.models.base import RecallModel as RecallModel
+from zoo.models.base import TrainOutputs as TrainOutputs
 
-__all__ = ["RecallModel", "TrainOutputs", "load_model"]
+_CORE = ["RecallModel", "TrainOutputs", "load_model"]
+
+
+def model_class_names(registry: Any = None) -> list[str]:
+    """The class name of every installed model plugin (``DSSM``, ``GRU4Rec``...), in registry order."""
+    from zoo.registry import default_registry
+
+    names: list[str] = []
+    for spec in (registry or default_registry()).specs("model"):
+        factory = spec.factory if isinstance(spec.factory, str) else ""
+        name = factory.rpartition(":")[2].rpartition(".")[2]
+        if name and name not in names:
+            names.append(name)
+    return names
 
 
 def load_model(
@@ -29,7 +43,13 @@ def load_model(
 
 
 def __getattr__(name: str) -> Any:
-    """Resolve a model class by its class name (``DSSM``) or registry name through the registry."""
+    """Resolve a model class by its class name (``DSSM``) or registry name through the registry.
+
+    ``__all__`` lists the core names and every installed model's class name, so code that walks
+    ``zoo.models.__all__`` (as Torch-RecHub's tests walk ``torch_rechub.models.matching.__all__``)
+    reaches every model plugin."""
+    if name == "__all__":
+        return [*_CORE, *model_class_names()]
     if name.startswith("_"):
         raise AttributeError(name)
     from zoo.registry import default_registry
@@ -45,3 +65,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(
         f"module 'zoo.models' has no attribute {name!r} (no installed model plugin provides it)"
     )
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__getattr__("__all__")})

@@ -157,6 +157,9 @@ class RecallModel(nn.Module):
 
     #: the ModelSpec this class is bound to (set on the classes ``ModelSpec.load()`` returns)
     spec: ClassVar[ModelSpec | None] = None
+    #: whether scores are cosine similarities (both towers L2-normalised): logits then stay within
+    #: ``±1 / temperature``, and the trainer warns once when the temperature keeps them nearly flat
+    cosine_scores: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

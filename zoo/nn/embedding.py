@@ -15,6 +15,11 @@ from zoo.nn.pooling import masked_mean, masked_sum
 Batch = Mapping[str, torch.Tensor]
 
 
+def _table_of(feature: Feature) -> str | None:
+    """The table a feature reads (None for a dense feature, which has none)."""
+    return None if isinstance(feature, DenseFeature) else feature.table
+
+
 def _module_key(name: str) -> str:
     return re.sub(r"[^0-9A-Za-z_]", "_", name)
 
@@ -56,6 +61,15 @@ class EmbeddingBank(nn.Module):
         for table, (vocab, dim) in sizes.items():
             embedding = nn.Embedding(vocab, dim)
             nn.init.normal_(embedding.weight, std=init_std)
+            # A feature's own initializer (Torch-RecHub's ``initializer=``) replaces the default; the
+            # first feature on a shared table that names one decides.
+            chosen = [f.initializer for f in self.features.values() if _table_of(f) == table]
+            chosen = [init for init in chosen if init is not None]
+            if chosen:
+                with torch.no_grad():
+                    chosen[0].init_(embedding.weight)
+                if getattr(chosen[0], "freeze", False):  # Pretrained(..., freeze=True)
+                    embedding.weight.requires_grad_(False)
             self.tables[self._table_keys[table]] = embedding
 
     # -- lookups ----------------------------------------------------------------------------------

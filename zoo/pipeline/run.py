@@ -25,15 +25,22 @@ from zoo.report import RunReport
 
 def run(
     config: RunConfig, *, registry: Registry | None = None, progress: Progress | None = None
-) -> RunReport:
+) -> RunReport | None:
     """Train ``config.model`` on ``config.dataset``, evaluate it exactly and through ``config.retriever``,
     write the run folder (unless ``config.save`` is false) and return the report.
 
-    The output folder, the retriever and every name and setting are checked before any work starts."""
+    The output folder, the retriever and every name and setting are checked before any work starts.
+
+    Under ``torchrun`` (:mod:`zoo.distributed`) rank 0 does all of this, training with the other
+    ranks; the other ranks only prepare the data and train (silently) and return None."""
+    from zoo.distributed import is_main_process
     from zoo.errors import UsageError
     from zoo.folders import check_run_folder, writer_lock
 
     registry = registry or default_registry()
+    if not is_main_process():
+        train(prepare(config, registry=registry))
+        return None
     progress = progress or Progress()
     if config.resume and not config.out:
         raise UsageError(
@@ -62,13 +69,14 @@ def _run(
     trained = train(prepared, progress=progress, checkpoint_dir=checkpoints)
 
     progress.stage("evaluate", "exact full ranking")
-    embedded = embed(trained)
+    embedded = embed(trained, progress=progress)
     exact = evaluate_exact(embedded, ks)
     popularity = evaluate_popularity(embedded, ks)
 
     progress.stage("index", f"{retriever_spec.name} over {len(embedded.catalogue)} items")
     started = time.perf_counter()
-    retriever.fit(embedded.item_matrix(), ids=embedded.catalogue)
+    with progress.task(f"build the {retriever_spec.name} index"):
+        retriever.fit(embedded.item_matrix(), ids=embedded.catalogue)
     index_build_s = time.perf_counter() - started
     through_index = evaluate_index(retriever, embedded, ks, exact)
 

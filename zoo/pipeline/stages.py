@@ -14,9 +14,10 @@ earlier one, and nothing here prints (events go to a :class:`Progress`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,18 @@ class Progress:
 
     def warning(self, line: str) -> None:
         """Something went wrong but the run goes on (e.g. a plugin's callback failed)."""
+
+    def task(
+        self, name: str, total: int | None = None
+    ) -> contextlib.AbstractContextManager[Callable[[int], None]]:
+        """A long step inside a stage (embedding the catalogue, building the index): entering gives a
+        function to call with the amount done since the last call; ``total`` None when unknown (a
+        spinner with the elapsed time)."""
+        return contextlib.nullcontext(_ignore)
+
+
+def _ignore(done: int) -> None:
+    """The default progress of a task: nothing shown."""
 
 
 # -- prepare -------------------------------------------------------------------------------------------
@@ -205,10 +218,23 @@ def train(prepared: Prepared, *, progress: Progress | None = None, checkpoint_di
 
     With ``checkpoint_dir`` (a folder), a checkpoint is written there after every epoch, and with the
     run's ``resume`` the fit continues from the one there instead of starting over (a checkpoint of a
-    run with another model, dataset, parameters or seed is refused; see ``MatchTrainer.fit``)."""
+    run with another model, dataset, parameters or seed is refused; see ``MatchTrainer.fit``).
+
+    Under ``torchrun`` (several processes, :mod:`zoo.distributed`) every rank calls this: the process
+    group is joined here, each rank trains on its share of every global batch through DDP, and only
+    rank 0 runs the plugins' callbacks and writes checkpoints (give the others ``checkpoint_dir=None``)."""
+    from zoo.distributed import init_from_env
+    from zoo.errors import UsageError
     from zoo.train.trainer import MatchTrainer
 
     progress = progress or Progress()
+    context, device = init_from_env(prepared.device)
+    if context is not None:
+        if prepared.config.resume:
+            raise UsageError("--resume is not supported with several processes yet; resume without --nproc")
+        prepared = dataclasses.replace(prepared, device=device)
+        context.announce(prepared.config.model)
+    main = context is None or context.is_main
     settings = prepared.settings
     model = build_model(prepared)
     trainer = MatchTrainer.from_config(
@@ -216,9 +242,10 @@ def train(prepared: Prepared, *, progress: Progress | None = None, checkpoint_di
         settings.trainer,
         device=prepared.device,
         item_counts=prepared.data.item_counts,
-        callbacks=[*progress.trainer_callbacks(), *plugin_callbacks(prepared, progress)],
+        callbacks=[*progress.trainer_callbacks(), *(plugin_callbacks(prepared, progress) if main else [])],
     )
-    progress.stage("train", f"{prepared.model_spec.name} on {prepared.device}")
+    where = str(prepared.device) if context is None else f"{context.world_size} processes ({device.type})"
+    progress.stage("train", f"{prepared.model_spec.name} on {where}")
     started = time.perf_counter()
     batches = prepared.data.training_batches(
         model,
@@ -226,6 +253,8 @@ def train(prepared: Prepared, *, progress: Progress | None = None, checkpoint_di
         seed=prepared.config.seed,
         window_stride=settings.data.get("window_stride"),
     )
+    if context is not None:
+        batches = context.shard(batches)
     config = prepared.config
     fingerprint = {
         "model": prepared.model_spec.name,
@@ -249,7 +278,7 @@ def train(prepared: Prepared, *, progress: Progress | None = None, checkpoint_di
         batches,
         prepared.data.ranking_task("valid"),
         resume=config.resume,
-        checkpoint_dir=checkpoint_dir,
+        checkpoint_dir=checkpoint_dir if main else None,
         fingerprint=fingerprint,
     )
     return Trained(
@@ -259,6 +288,51 @@ def train(prepared: Prepared, *, progress: Progress | None = None, checkpoint_di
         history=history,
         timings={"train_s": time.perf_counter() - started},
     )
+
+
+def lead_training(
+    work: Callable[[], Any],
+    run_config: Callable[[str], RunConfig],
+    device: Any,
+    *,
+    registry: Registry | None = None,
+) -> Any:
+    """``work()`` (which trains models through :func:`train`) on rank 0 of a distributed command, the
+    other ranks training each model with it (:func:`follow_training`); returns ``work()``'s result on
+    rank 0 and None on the others. In a single process: just ``work()``."""
+    from zoo.device import resolve_device
+    from zoo.distributed import finish_leading, is_main_process, lead, under_launcher
+
+    if not under_launcher():
+        return work()
+    lead()
+    if not is_main_process():
+        follow_training(run_config, resolve_device(device), registry=registry)
+        return None
+    result = work()  # a failure here ends this rank, and torchrun stops the others
+    finish_leading(resolve_device(device))
+    return result
+
+
+def follow_training(
+    run_config: Callable[[str], RunConfig], device: Any, *, registry: Registry | None = None
+) -> int:
+    """On a rank other than 0 of a command whose rank 0 decides what to train (``zoo bench`` skips the
+    models it trained before): train each model rank 0 announces, with ``run_config(name)``'s
+    settings, until rank 0 says it is done (:func:`zoo.distributed.finish_leading`). Returns how
+    many models were trained here."""
+    from zoo.distributed import init_from_env
+
+    registry = registry or default_registry()
+    context, _ = init_from_env(device)
+    trained = 0
+    while context is not None:
+        name = context.receive()
+        if name is None:
+            break
+        train(prepare(run_config(name), registry=registry))
+        trained += 1
+    return trained
 
 
 # -- embed ---------------------------------------------------------------------------------------------
@@ -298,14 +372,17 @@ class Embedded:
         return indptr, self.catalogue[rows]
 
 
-def embed(trained: Trained, split: str = "test") -> Embedded:
+def embed(trained: Trained, split: str = "test", *, progress: Progress | None = None) -> Embedded:
     """User vectors of the ``split`` task's users and item vectors of the whole catalogue."""
     from zoo.train.inference import embed_items, embed_users
 
     task = trained.data.ranking_task(split)
+    progress = progress or Progress()
     started = time.perf_counter()
-    user_vectors = embed_users(trained.model, task.users, trained.device)
-    item_vectors = embed_items(trained.model, task.catalogue, trained.device)
+    users, items = len(task.targets), int(task.catalogue.shape[0])
+    with progress.task(f"embed {users:,} users and {items:,} items", users + items) as advance:
+        user_vectors = embed_users(trained.model, task.users, trained.device, on_rows=advance)
+        item_vectors = embed_items(trained.model, task.catalogue, trained.device, on_rows=advance)
     return Embedded(
         task=task,
         user_vectors=user_vectors,

@@ -6,11 +6,13 @@ imports an ANN library::
     from zoo.retrieval import Annoy        # the seed tutorial's name for the ``annoy`` retriever
     annoy = Annoy(n_trees=10)
     annoy.fit(item_embeddings)
-    ids, scores = annoy.query(user_embeddings[0], topk=10)
+    ids, scores = annoy.query(user_embeddings[0], topk=10)  # ours: scores, high to low
+    ids, distances = annoy.query(v=user_embeddings[0], n=10)  # Torch-RecHub's: distances, low to high
 
 Each retriever plugin names the classes it answers to in ``RetrieverSpec(aliases=...)`` (the
 built-ins: ``Annoy``, ``Faiss``, ``Hnsw`` / ``HNSW``, ``Exact``); a backend whose library is missing
-raises a PluginError with its install hint.
+raises a PluginError with its install hint. ``Annoy`` and ``Faiss`` also take Torch-RecHub's
+constructors; both query forms are described in docs/retrievers.md.
 """
 
 from __future__ import annotations

@@ -23,7 +23,9 @@ from typing import Any
 from zoo.errors import UsageError
 
 #: negative kinds (``auto`` resolves per mode, see :data:`AUTO_NEGATIVES`)
-NEGATIVE_KINDS = ("auto", "batch", "uniform", "popularity", "inbatch", "mixed", "shared", "full")
+NEGATIVE_KINDS = (
+    "auto", "batch", "uniform", "popularity", "inbatch", "inbatch-sampled", "mixed", "shared", "full"
+)  # fmt: skip
 #: what ``negatives="auto"`` means in each mode
 AUTO_NEGATIVES = {0: "uniform", 1: "uniform", 2: "inbatch"}
 #: negative kinds that only exist as a list-wise (softmax) loss
@@ -209,13 +211,18 @@ class TrainerConfig:
         " logQ-corrected); mixed (inbatch plus uniform negatives shared by the batch); shared"
         " (popularity**alpha negatives drawn once per batch, logQ-corrected); full (softmax over the whole"
         " catalogue). inbatch, mixed and full need mode 2. A batch's own neg_items column is always used"
-        " when present",
+        " when present, except by inbatch-sampled: Torch-RecHub's in_batch_neg, num_negatives of the other"
+        " rows' positives per row (None: all; the highest-scoring ones with hard_negatives), softmax in"
+        " modes 0 and 2, the pairwise loss in mode 1, every row a positive",
     )
     num_negatives: int | None = setting(
         None,
         optional(integer(1), "the mode's default"),
         "negatives per positive (or shared per batch for mixed and shared);"
         " None: 4 in mode 0, 1 in mode 1, 50 in mode 2",
+    )
+    hard_negatives: bool = setting(
+        False, boolean, "inbatch-sampled negatives: the highest-scoring other rows instead of random ones"
     )
     pairwise_loss: str = setting("bpr", choice(PAIRWISE_LOSSES), "mode 1 loss: bpr, hinge or bpr-max")
     margin: float = setting(1.0, number(0), "margin of the hinge loss")
@@ -264,6 +271,11 @@ class TrainerConfig:
             raise UsageError(
                 f"negatives={self.negatives} needs list-wise training (mode=2), not mode={self.mode};"
                 f" use one of {', '.join(k for k in NEGATIVE_KINDS if k not in LISTWISE_NEGATIVES)}"
+            )
+        if self.hard_negatives and self.negatives != "inbatch-sampled":
+            raise UsageError(
+                "hard_negatives=true needs negatives=inbatch-sampled (in_batch_neg=True),"
+                f" not {self.negatives}"
             )
 
     # -- construction ----------------------------------------------------------------------------------

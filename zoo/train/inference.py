@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,13 +39,22 @@ def batch_rows(batch: Batch) -> int:
 
 @torch.no_grad()
 def embed_batches(
-    model: RecallModel, batches: Iterable[Any], tower: str, device: torch.device
+    model: RecallModel,
+    batches: Iterable[Any],
+    tower: str,
+    device: torch.device,
+    on_rows: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """Run ``model.user_tower`` or ``model.item_tower`` over ``batches``; returns a CPU tensor."""
+    """Run ``model.user_tower`` or ``model.item_tower`` over ``batches``; returns a CPU tensor.
+    ``on_rows`` is told how many rows each batch held (a progress bar)."""
     was_training = model.training
     model.eval()
     fn = model.user_tower if tower == "user" else model.item_tower
-    outputs = [fn(to_device(to_tensor_batch(b), device)).float().cpu() for b in batches]
+    outputs = []
+    for batch in batches:
+        outputs.append(fn(to_device(to_tensor_batch(batch), device)).float().cpu())
+        if on_rows is not None:
+            on_rows(outputs[-1].shape[0])
     model.train(was_training)
     if not outputs:
         return torch.empty(0)
@@ -53,21 +62,29 @@ def embed_batches(
 
 
 def embed_users(
-    model: RecallModel, users: Batch, device: torch.device, batch_size: int = 4096
+    model: RecallModel,
+    users: Batch,
+    device: torch.device,
+    batch_size: int = 4096,
+    on_rows: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """User vectors [U, D] (or [U, K, D]) for a batch of user rows, computed in chunks."""
     n = batch_rows(users)
     chunks = (slice_batch(users, s, s + batch_size) for s in range(0, n, batch_size))
-    return embed_batches(model, chunks, "user", device)
+    return embed_batches(model, chunks, "user", device, on_rows)
 
 
 def embed_items(
-    model: RecallModel, ids: torch.Tensor, device: torch.device, batch_size: int = 8192
+    model: RecallModel,
+    ids: torch.Tensor,
+    device: torch.device,
+    batch_size: int = 8192,
+    on_rows: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """Item vectors [N, D] for item ids, with side features from the model's item table."""
     starts = range(0, ids.shape[0], batch_size)
     chunks = (model.item_batch(ids[s : s + batch_size].to(device)) for s in starts)
-    return embed_batches(model, chunks, "item", device)
+    return embed_batches(model, chunks, "item", device, on_rows)
 
 
 def rank_task(

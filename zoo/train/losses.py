@@ -3,12 +3,17 @@
 Masks mark candidates that must not count as negatives (a sampled id equal to the positive, an
 in-batch duplicate of the positive); masked candidates get a logit of -inf in the list-wise losses
 and weight 0 in the point-wise and pair-wise ones.
+
+Torch-RecHub's loss modules (``RegularizationLoss``, ``BPRLoss``, ``HingeLoss``, ``NCELoss``,
+``InBatchNCELoss``) are here too, under its names and arguments.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from zoo.errors import UsageError
 
 
 def pointwise_loss(
@@ -111,3 +116,142 @@ def inbatch_softmax_loss(
         logits = torch.cat([logits, extra], dim=1)
     target = torch.arange(user.shape[0], device=user.device)
     return F.cross_entropy(logits, target)
+
+
+# -- Torch-RecHub's loss modules (torch_rechub.basic.loss_func) --------------------------------------------
+_NORM_LAYERS = (
+    torch.nn.BatchNorm1d,
+    torch.nn.BatchNorm2d,
+    torch.nn.BatchNorm3d,
+    torch.nn.LayerNorm,
+    torch.nn.GroupNorm,
+    torch.nn.InstanceNorm1d,
+    torch.nn.InstanceNorm2d,
+    torch.nn.InstanceNorm3d,
+)
+
+
+class RegularizationLoss(torch.nn.Module):
+    """L1/L2 penalties on a model's parameters: ``reg = RegularizationLoss(embedding_l2=1e-5)(model)``.
+
+    Embedding parameters are those of ``nn.Embedding`` / ``nn.EmbeddingBag`` modules; every other
+    trainable parameter is dense, except normalisation layers' (never penalised). Returns ``0.0`` (a
+    float) when every coefficient is 0, else a scalar tensor.
+    """
+
+    def __init__(
+        self,
+        embedding_l1: float = 0.0,
+        embedding_l2: float = 0.0,
+        dense_l1: float = 0.0,
+        dense_l2: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.embedding_l1, self.embedding_l2 = float(embedding_l1), float(embedding_l2)
+        self.dense_l1, self.dense_l2 = float(dense_l1), float(dense_l2)
+
+    def forward(self, model: torch.nn.Module) -> torch.Tensor | float:
+        norm = {id(p) for m in model.modules() if isinstance(m, _NORM_LAYERS) for p in m.parameters()}
+        embedding = {
+            id(p)
+            for m in model.modules()
+            if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))
+            for p in m.parameters()
+        }
+        total: torch.Tensor | float = 0.0
+        for param in model.parameters():
+            if not param.requires_grad or id(param) in norm:
+                continue
+            l1, l2 = (
+                (self.embedding_l1, self.embedding_l2)
+                if id(param) in embedding
+                else (self.dense_l1, self.dense_l2)
+            )
+            if l1 > 0:
+                total = total + l1 * param.abs().sum()
+            if l2 > 0:
+                total = total + l2 * param.pow(2).sum()
+        return total
+
+
+def _as_rows(pos_score: torch.Tensor, neg_score: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positives [M] and negatives [M, n] (a 1-D ``neg_score`` is one negative per row)."""
+    pos = pos_score.reshape(-1)
+    neg = neg_score.unsqueeze(-1) if neg_score.dim() == 1 else neg_score.reshape(pos.shape[0], -1)
+    return pos, neg
+
+
+class BPRLoss(torch.nn.Module):
+    """Torch-RecHub's ``BPRLoss``: ``mean(-log sigmoid(pos - neg))`` over every (positive, negative) pair;
+    ``neg_score`` is [M] or [M, n]. Computed with ``logsigmoid``, so large margins give 0, never ``inf``."""
+
+    def forward(
+        self, pos_score: torch.Tensor, neg_score: torch.Tensor, in_batch_neg: bool = False
+    ) -> torch.Tensor:
+        return pairwise_loss(*_as_rows(pos_score, neg_score), kind="bpr")
+
+
+class HingeLoss(torch.nn.Module):
+    """Torch-RecHub's ``HingeLoss``: ``max(0, margin + max_j neg_j - pos)`` per row, averaged; with
+    ``num_items`` each row is weighted by ``log(1 + num_items * share of negatives within the margin)``
+    (WARP-style rank weighting)."""
+
+    def __init__(self, margin: float = 2, num_items: int | None = None) -> None:
+        super().__init__()
+        self.margin = margin
+        self.n_items = num_items
+
+    def forward(
+        self, pos_score: torch.Tensor, neg_score: torch.Tensor, in_batch_neg: bool = False
+    ) -> torch.Tensor:
+        pos, neg = _as_rows(pos_score, neg_score)
+        loss = F.relu(neg.max(dim=-1).values - pos + self.margin)
+        if self.n_items is None:
+            return loss.mean()
+        impostors = (neg - pos.unsqueeze(-1) + self.margin > 0).to(neg.dtype)
+        rank = impostors.mean(-1) * self.n_items
+        return (loss * torch.log(rank + 1)).mean()
+
+
+def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+class NCELoss(torch.nn.Module):
+    """Torch-RecHub's ``NCELoss``: softmax cross-entropy of ``logits / temperature`` [B, V] against
+    ``targets`` [B]; rows whose target is ``ignore_index`` are left out (unless every row is).
+
+    ``reduction``: ``"mean"``, ``"sum"`` or ``"none"``.
+    """
+
+    def __init__(self, temperature: float = 1.0, ignore_index: int = 0, reduction: str = "mean") -> None:
+        super().__init__()
+        if reduction not in ("mean", "sum", "none"):
+            raise UsageError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        self.temperature = temperature
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        loss = F.cross_entropy(logits / self.temperature, targets.long(), reduction="none")
+        keep = targets != self.ignore_index
+        if bool(keep.any()):
+            loss = loss[keep]
+        return _reduce(loss, self.reduction)
+
+
+class InBatchNCELoss(NCELoss):
+    """Torch-RecHub's ``InBatchNCELoss``: :class:`NCELoss` over the logits ``embeddings [B, D] @
+    item_embeddings [V, D].T`` (default temperature 0.1)."""
+
+    def __init__(self, temperature: float = 0.1, ignore_index: int = 0, reduction: str = "mean") -> None:
+        super().__init__(temperature, ignore_index, reduction)
+
+    def forward(  # type: ignore[override]
+        self, embeddings: torch.Tensor, item_embeddings: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        return super().forward(embeddings @ item_embeddings.T, targets)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from zoo.data.inbatch import gather_inbatch_logits, inbatch_negative_sampling
 from zoo.errors import UsageError
 from zoo.models.base import RecallModel
 from zoo.train import losses
@@ -31,17 +32,28 @@ from zoo.train.proposals import ItemProposals, Proposal, log_expected_count
 
 @dataclass
 class LossContext:
-    """What a strategy may use: the model, the settings, the item proposals and the sampling generator."""
+    """What a strategy may use: the model, the settings, the item proposals and the sampling generator.
+
+    On several processes (:mod:`zoo.distributed`), ``gather`` returns the other ranks' in-batch
+    positives (item vectors carrying gradients, ids) and ``shared_generator`` draws what the whole
+    global batch shares (the same on every rank); ``generator`` is then this rank's own."""
 
     model: RecallModel
     config: TrainerConfig
     proposals: ItemProposals
     generator: torch.Generator
+    gather: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
+    shared_generator: torch.Generator | None = None
 
     @property
     def draws(self) -> int:
         """Negatives drawn per row (or per batch for shared ones)."""
         return self.config.resolved_num_negatives
+
+    @property
+    def batch_generator(self) -> torch.Generator:
+        """The generator of draws shared by the (global) batch."""
+        return self.shared_generator if self.shared_generator is not None else self.generator
 
 
 @dataclass
@@ -84,12 +96,14 @@ def batch_loss(ctx: LossContext, batch: Mapping[str, torch.Tensor]) -> torch.Ten
         # The batch's own item columns describe the positives only when rows are the batch's rows.
         same_rows = out.valid is None and out.user.shape[0] == batch[model.item_id_feature].shape[0]
         pos_item = positive_vectors(model, batch, pos_ids) if same_rows else model.item_vectors(pos_ids)
-    if ctx.config.mode == 0 and labels is not None:
+    # Torch-RecHub's in_batch_neg: every row is a positive, labels and neg_items are not read
+    sampled_inbatch = ctx.config.negatives == "inbatch-sampled"
+    if ctx.config.mode == 0 and labels is not None and not sampled_inbatch:
         return losses.labelled_loss(model.score(user, pos_item) / model.temperature, labels)
     query = model.select_interest(user, pos_item)
     logits = (query * pos_item).sum(-1) / model.temperature
     rows = Positives(batch=batch, query=query, item=pos_item, ids=pos_ids, logits=logits)
-    kind = "batch" if model.neg_items_key in batch else ctx.config.resolved_negatives
+    kind = "batch" if model.neg_items_key in batch and not sampled_inbatch else ctx.config.resolved_negatives
     return STRATEGIES[kind](ctx, rows)
 
 
@@ -157,7 +171,7 @@ def popularity_negatives(ctx: LossContext, rows: Positives) -> torch.Tensor:
 def shared_negatives(ctx: LossContext, rows: Positives) -> torch.Tensor:
     """``num_negatives`` popularity**alpha ids drawn once and shared by every row (logQ-corrected)."""
     sampler = ctx.proposals.sampler("shared")
-    shared = sampler.sample_shared(ctx.draws, ctx.generator).to(rows.ids.device)
+    shared = sampler.sample_shared(ctx.draws, ctx.batch_generator).to(rows.ids.device)
     neg_logits = rows.query @ ctx.model.item_vectors(shared).T / ctx.model.temperature
     neg_mask = shared.unsqueeze(0) == rows.ids.unsqueeze(1)
     log_q = _log_q(ctx, sampler, rows.ids, shared)
@@ -179,17 +193,36 @@ def _log_q(
 # -- list-wise only ----------------------------------------------------------------------------------------
 def inbatch_negatives(ctx: LossContext, rows: Positives, *, mixed: bool = False) -> torch.Tensor:
     """Softmax over the batch's positives (logQ-corrected by unigram frequency); ``mixed`` adds
-    ``num_negatives`` uniform ids shared by the batch."""
-    log_q = None
+    ``num_negatives`` uniform ids shared by the batch.
+
+    With ``ctx.gather`` (several processes) the batch is the global one: the other ranks' positives
+    are extra candidates of this rank's rows (their duplicates of a row's positive masked), and logQ
+    counts the global batch's rows, so each rank's loss is its rows' share of the global loss."""
+    others = ctx.gather(rows.item, rows.ids) if ctx.gather is not None else None
+    batch_rows = rows.ids.shape[0] + (0 if others is None else others[1].shape[0])
+    log_q = unigram = None
     if ctx.config.logq_correction:
         unigram = ctx.proposals.unigram().to(rows.ids.device)
-        log_q = log_expected_count(unigram, rows.ids, rows.ids.shape[0])
+        log_q = log_expected_count(unigram, rows.ids, batch_rows)
     extra_items = extra_ids = extra_log_q = None
+    if others is not None:
+        extra_items, extra_ids = others
+        extra_log_q = (
+            log_expected_count(unigram, extra_ids, batch_rows)
+            if unigram is not None
+            else torch.zeros(extra_ids.shape, device=extra_ids.device)
+        )
     if mixed:
         uniform = ctx.proposals.uniform()
-        extra_ids = uniform.sample_shared(ctx.draws, ctx.generator).to(rows.ids.device)
-        extra_items = ctx.model.item_vectors(extra_ids)
-        extra_log_q = log_expected_count(uniform, extra_ids, ctx.draws)
+        mixed_ids = uniform.sample_shared(ctx.draws, ctx.batch_generator).to(rows.ids.device)
+        mixed_items = ctx.model.item_vectors(mixed_ids)
+        mixed_log_q = log_expected_count(uniform, mixed_ids, ctx.draws)
+        if extra_items is None:
+            extra_items, extra_ids, extra_log_q = mixed_items, mixed_ids, mixed_log_q
+        else:
+            extra_items = torch.cat([extra_items, mixed_items])
+            extra_ids = torch.cat([extra_ids, mixed_ids])
+            extra_log_q = torch.cat([extra_log_q, mixed_log_q.to(extra_log_q.dtype)])
     return losses.inbatch_softmax_loss(
         rows.query,
         rows.item,
@@ -200,6 +233,22 @@ def inbatch_negatives(ctx: LossContext, rows: Positives, *, mixed: bool = False)
         extra_ids=extra_ids,
         extra_log_q=extra_log_q,
     )
+
+
+def inbatch_sampled_negatives(ctx: LossContext, rows: Positives) -> torch.Tensor:
+    """Torch-RecHub's ``in_batch_neg``: ``num_negatives`` of the other rows' positives per row (all when
+    None), random or the hardest (``hard_negatives``), through softmax in modes 0 and 2 and the pairwise
+    loss in mode 1. Unlike Torch-RecHub, a sampled row whose item equals the positive is masked."""
+    scores = rows.query @ rows.item.T / ctx.model.temperature
+    neg = inbatch_negative_sampling(
+        scores.detach(), ctx.config.num_negatives, ctx.config.hard_negatives, ctx.generator
+    )
+    logits = gather_inbatch_logits(scores, neg)
+    neg_mask = rows.ids[neg] == rows.ids.unsqueeze(1)
+    pos_logits, neg_logits = logits[:, 0], logits[:, 1:]
+    if ctx.config.mode == 1:
+        return row_loss(ctx, rows, neg_logits, neg_mask)
+    return losses.softmax_loss(pos_logits, neg_logits, neg_mask)
 
 
 def mixed_negatives(ctx: LossContext, rows: Positives) -> torch.Tensor:
@@ -222,6 +271,7 @@ STRATEGIES: Mapping[str, Strategy] = {
     "popularity": popularity_negatives,
     "shared": shared_negatives,
     "inbatch": inbatch_negatives,
+    "inbatch-sampled": inbatch_sampled_negatives,
     "mixed": mixed_negatives,
     "full": full_softmax,
 }

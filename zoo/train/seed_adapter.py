@@ -1,6 +1,7 @@
 """The seed tutorial's side of the trainer: a validation DataLoader of the seed's batches (dicts of
 numpy or torch columns, or ``(x, y)`` pairs, read by :func:`~zoo.train.inference.to_tensor_batch`)
-turned into a ranking task, and ``evaluate``'s AUC."""
+turned into a ranking task, ``evaluate``'s AUC, ``predict``, and Torch-RecHub's trainer keywords mapped
+onto TrainerConfig settings."""
 
 from __future__ import annotations
 
@@ -79,9 +80,67 @@ def auc(
     if labelled:
         scores, labels = (torch.cat(parts) for parts in zip(*labelled, strict=True))
         if bool((labels > 0).any()) and bool((labels <= 0).any()):
-            return auc_score(scores.numpy(), labels.numpy())
+            return auc_score(labels.numpy(), scores.numpy())
     # Positives only (the seed's test_dl, or pair/list-wise data): each positive against negatives.
     pos, neg = (torch.cat(parts) for parts in zip(*pairs, strict=True))
     scores = torch.cat([pos, neg]).numpy()
     labels = torch.cat([torch.ones(pos.shape[0]), torch.zeros(neg.shape[0])]).numpy()
-    return auc_score(scores, labels)
+    return auc_score(labels, scores)
+
+
+def in_batch_settings(
+    in_batch_neg: bool, in_batch_neg_ratio: int | None, hard_negative: bool, sampler_seed: int | None
+) -> dict[str, tuple[str, Any]]:
+    """Torch-RecHub's ``MatchTrainer`` in-batch keywords as TrainerConfig settings ``{key: (argument,
+    value)}``: ``in_batch_neg`` -> ``negatives="inbatch-sampled"``, ``in_batch_neg_ratio`` ->
+    ``num_negatives`` (None or <= 0: every other row), ``hard_negative`` -> ``hard_negatives``,
+    ``sampler_seed`` -> ``seed`` (which seeds the sampler together with the trainer's other generators)."""
+    out: dict[str, tuple[str, Any]] = {}
+    if in_batch_neg:
+        out["negatives"] = ("in_batch_neg", "inbatch-sampled")
+        if in_batch_neg_ratio is not None and in_batch_neg_ratio > 0:
+            out["num_negatives"] = ("in_batch_neg_ratio", in_batch_neg_ratio)
+        if hard_negative:
+            out["hard_negatives"] = ("hard_negative", True)
+    elif in_batch_neg_ratio is not None or hard_negative:
+        raise UsageError("in_batch_neg_ratio and hard_negative need in_batch_neg=True")
+    if sampler_seed is not None:
+        out["seed"] = ("sampler_seed", sampler_seed)
+    return out
+
+
+def l2_regularization(params: dict[str, Any]) -> dict[str, Any]:
+    """``regularization_params`` without Torch-RecHub's L1 keys when they are 0 (its defaults); the
+    trainer applies L2 only: a non-zero L1 coefficient or an unknown key is a UsageError."""
+    out = dict(params)
+    for key in ("embedding_l1", "dense_l1"):
+        if key in out and not out.pop(key):
+            continue
+        if key in params:
+            raise UsageError(
+                f"regularization_params: {key} is not supported by the trainer (L2 only: embedding_l2,"
+                " dense_l2); add RegularizationLoss from zoo.train.losses to a custom loss for L1"
+            )
+    unknown = sorted(set(out) - {"embedding_l2", "dense_l2"})
+    if unknown:
+        raise UsageError(
+            f"regularization_params: unknown key(s) {', '.join(unknown)}; use embedding_l2, dense_l2"
+        )
+    return out
+
+
+@torch.no_grad()
+def predict(model: RecallModel, data_loader: Iterable[Any], device: torch.device) -> list[float]:
+    """``model(batch)`` for every batch of ``data_loader`` (each row's ``sigmoid(score / temperature)``),
+    concatenated into one list; the model is left in training mode afterwards."""
+    model.eval()
+    out: list[float] = []
+    try:
+        for raw in data_loader:
+            batch = to_device(to_tensor_batch(raw), device)
+            user = model.user_tower(batch)
+            item = positive_vectors(model, batch, batch[model.item_id_feature].long())
+            out.extend(torch.sigmoid(model.score(user, item) / model.temperature).reshape(-1).cpu().tolist())
+    finally:
+        model.train()
+    return out

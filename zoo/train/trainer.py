@@ -33,10 +33,12 @@ import torch
 
 from zoo.data.match import RankingTask
 from zoo.device import resolve_device
+from zoo.distributed import active_context
 from zoo.errors import UsageError
 from zoo.models.base import RecallModel
 from zoo.nn.embedding import EmbeddingBank
 from zoo.train import checkpoint, seed_adapter
+from zoo.train.advice import warn_once
 from zoo.train.callbacks import Callback, CallbackList
 from zoo.train.checkpoint import CHECKPOINT_FILE, EpochCheckpoints, Restored
 from zoo.train.config import TrainerConfig, parse_metric
@@ -90,6 +92,9 @@ class MatchTrainer:
         verbose: show a rich progress bar.
         callbacks: extra :class:`~zoo.train.callbacks.Callback` objects.
         grad_clip: the old name of ``grad_clip_norm`` (0 meant off).
+        in_batch_neg / in_batch_neg_ratio / hard_negative / sampler_seed: Torch-RecHub's in-batch
+            negatives, mapped by :func:`~zoo.train.seed_adapter.in_batch_settings` onto
+            ``negatives="inbatch-sampled"``, ``num_negatives``, ``hard_negatives`` and ``seed``.
         settings: any other :class:`~zoo.train.config.TrainerConfig` setting by name (``negatives``,
             ``num_negatives``, ``pairwise_loss``, ``valid_metric``, ``seed``, ``grad_clip_norm``,
             ``lr_schedule``, ``ema_decay``, ``time_limit``...); ``TrainerConfig.describe()`` documents
@@ -131,15 +136,18 @@ class MatchTrainer:
         verbose: bool = True,
         callbacks: Iterable[Callback] = (),
         grad_clip: float | None = None,
+        in_batch_neg: bool = False,
+        in_batch_neg_ratio: int | None = None,
+        hard_negative: bool = False,
+        sampler_seed: int | None = None,
         **settings: Any,
     ) -> None:
         optimizer_params = dict(optimizer_params or {})
         regularization = dict(regularization_params or {})
-        unknown = sorted(set(regularization) - {"embedding_l2", "dense_l2"})
-        if unknown:
-            raise UsageError(
-                f"regularization_params: unknown key(s) {', '.join(unknown)}; use embedding_l2, dense_l2"
-            )
+        seed_kwargs = seed_adapter.in_batch_settings(
+            in_batch_neg, in_batch_neg_ratio, hard_negative, sampler_seed
+        )
+        regularization = seed_adapter.l2_regularization(regularization)
         given: dict[str, tuple[str, Any]] = {  # setting -> (the argument that gave it, value)
             key: (name, value)
             for name, key, value in (
@@ -154,6 +162,7 @@ class MatchTrainer:
             if key in optimizer_params:
                 given[key] = ("optimizer_params", optimizer_params[key])
         given.update({k: ("regularization_params", v) for k, v in regularization.items()})
+        given.update(seed_kwargs)
         for key, (name, value) in given.items():
             if key in settings and settings[key] != value:
                 raise UsageError(f"{name} and {key}= both set {key}; give one of them")
@@ -244,8 +253,19 @@ class MatchTrainer:
         self.gpus = gpus
         self.model_path = None if model_path is None else Path(model_path)
         self.proposals = ItemProposals(model._item_vocab(), item_counts, config.popularity_alpha)
-        #: the negative sampler's generator (seeded again by ``fit``)
-        self.generator = torch.Generator().manual_seed(config.seed if config.seed is not None else 0)
+        #: the process group when training on several processes (None: this process alone); see
+        #: :mod:`zoo.distributed`
+        self.dist = active_context()
+        self._rank = 0 if self.dist is None else self.dist.rank
+        #: the negative sampler's generator (seeded again by ``fit``; seed + rank on several processes)
+        self.generator = torch.Generator().manual_seed(
+            (config.seed if config.seed is not None else 0) + self._rank
+        )
+        #: draws the ranks share (negatives of the global batch): seeded alike on every rank
+        self._shared_generator = (
+            None if self.dist is None else torch.Generator().manual_seed(config.seed or 0)
+        )
+        self._ddp = None if self.dist is None else self.dist.wrap_loss(self.model, self._batch_loss)
         cbs = list(callbacks)
         if verbose:
             from zoo.train.progress import RichProgress
@@ -321,6 +341,7 @@ class MatchTrainer:
             raise UsageError(
                 "resume=True needs checkpoint_dir: the folder the interrupted fit wrote its checkpoints to"
             )
+        warn_once(self.model)
         checkpoints = restored = None
         if checkpoint_dir is not None:
             checkpoints = EpochCheckpoints(checkpoint_dir, self._fingerprint(train_dataloader, fingerprint))
@@ -330,10 +351,12 @@ class MatchTrainer:
                 checkpoints.clear()
         seed = self.seed
         if seed is not None:
-            self.generator.manual_seed(seed)
-        with scoped_seed(seed, self.device):
+            self.generator.manual_seed(seed + self._rank)
+            if self._shared_generator is not None:
+                self._shared_generator.manual_seed(seed)
+        with scoped_seed(None if seed is None else seed + self._rank, self.device):
             self._fit(train_dataloader, val_dataloader, checkpoints, restored)
-        if self.model_path is not None:
+        if self.model_path is not None and self._rank == 0:
             self.save_checkpoint(self.model_path)
         return self.history
 
@@ -416,6 +439,8 @@ class MatchTrainer:
                     stop = "patience"
                 elif self.time_limit is not None and elapsed >= self.time_limit and epoch + 1 < self.n_epoch:
                     stop = "time_limit"
+                if self.dist is not None:  # rank 0's clock decides: every rank runs the same epochs
+                    stop = self.dist.agree(stop)
                 if checkpoints is not None:
                     progress = {
                         "history": self.history,
@@ -451,8 +476,9 @@ class MatchTrainer:
     def _snapshot(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone().cpu() for k, v in self.model.state_dict().items()}
 
-    def train_one_epoch(self, data_loader: Iterable[Any]) -> float:
-        """One pass over ``data_loader``; returns the mean training loss."""
+    def train_one_epoch(self, data_loader: Iterable[Any], log_interval: int = 10) -> float:
+        """One pass over ``data_loader``; returns the mean training loss (``log_interval``: accepted for
+        Torch-RecHub's signature; progress goes to the callbacks)."""
         self.model.train()
         total, steps = 0.0, 0
         for step, raw in enumerate(data_loader):
@@ -460,7 +486,10 @@ class MatchTrainer:
             for bank in self._banks:
                 bank.check_ids(batch)
             self.model.remember_items(batch)
-            self.proposals.observe(batch, self.model.item_id_feature)
+            if self.dist is None:
+                self.proposals.observe(batch, self.model.item_id_feature)
+            else:
+                self.dist.observe(self.proposals, batch, self.model.item_id_feature)
             batch = to_device(batch, self.device)
             loss = self.compute_loss(batch)
             reg = self._regularization()
@@ -483,11 +512,27 @@ class MatchTrainer:
             self.callbacks.on_batch_end(self, step, value)
         if steps == 0:
             raise UsageError("the training data loader produced no batches")
-        return total / steps
+        return total / steps if self.dist is None else self.dist.mean(total / steps)
 
     def compute_loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """The training loss of one batch (on the trainer's device) under the trainer's mode and negatives."""
-        return batch_loss(LossContext(self.model, self.config, self.proposals, self.generator), batch)
+        """The training loss of one batch (on the trainer's device) under the trainer's mode and negatives.
+        On several processes it goes through DDP, whose backward averages the gradients."""
+        if self._ddp is not None:
+            return self._ddp(batch)
+        return self._batch_loss(batch)
+
+    def _batch_loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if self.dist is None:
+            return batch_loss(LossContext(self.model, self.config, self.proposals, self.generator), batch)
+        context = LossContext(
+            self.model,
+            self.config,
+            self.proposals,
+            self.generator,
+            gather=self.dist.gather_rows,
+            shared_generator=self._shared_generator,
+        )
+        return batch_loss(context, batch)
 
     def _regularization(self) -> torch.Tensor | None:
         if not self.embedding_l2 and not self.dense_l2:
@@ -502,7 +547,10 @@ class MatchTrainer:
 
     # -- evaluation ----------------------------------------------------------------------------------------
     def evaluate_ranking(self, task: RankingTask, ks: Sequence[int] = (10, 50)) -> dict[str, float]:
-        """Full-ranking metrics (HitRate/Recall/NDCG/MRR/Precision @ks) of the current model on ``task``."""
+        """Full-ranking metrics (HitRate/Recall/NDCG/MRR/Precision @ks) of the current model on ``task``
+        (on several processes each ranks its share of the users and the metric sums are all-reduced)."""
+        if self.dist is not None:
+            return self.dist.evaluate(lambda shard: evaluate_task(self.model, shard, ks, self.device), task)
         return evaluate_task(self.model, task, ks, self.device)
 
     def evaluate(self, model: RecallModel, data_loader: Iterable[Any]) -> float:
@@ -511,6 +559,11 @@ class MatchTrainer:
         sampled negatives (seeded), never against itself."""
         seed = self.seed if self.seed is not None else 0
         return seed_adapter.auc(model, data_loader, self.device, self.proposals.uniform(), seed)
+
+    def predict(self, model: RecallModel, data_loader: Iterable[Any]) -> list[float]:
+        """Torch-RecHub's ``predict``: ``model(x)`` of every row of ``data_loader`` (the probability
+        ``sigmoid(score / temperature)`` of each (user, item) row), as one list."""
+        return seed_adapter.predict(model, data_loader, self.device)
 
     # -- embeddings and checkpoints ------------------------------------------------------------------------
     def inference_embedding(

@@ -10,7 +10,17 @@ import typer
 
 from zoo.errors import UsageError
 from zoo_cli import state
-from zoo_cli.output import OutputFormat, fmt, handle_errors, print_json, stderr, stdout, table
+from zoo_cli.commands.run import NNODES, NODE_RANK, NPROC, RDZV_ENDPOINT, relaunched
+from zoo_cli.output import (
+    OutputFormat,
+    fmt,
+    handle_errors,
+    print_json,
+    protocol_option,
+    stderr,
+    stdout,
+    table,
+)
 from zoo_cli.params import parse_ks, settings
 
 MODEL_STAGES = ("load", "prepare", "train", "embed")
@@ -111,9 +121,7 @@ def bench(
     data: Path | None = typer.Option(
         None, "--data", help="Folder (or file) the dataset reads; else ZOO_DATA_DIR."
     ),
-    protocol: str | None = typer.Option(
-        None, "--protocol", help="Evaluation protocol (default: the dataset's)."
-    ),
+    protocol: str | None = protocol_option(),
     device: str | None = typer.Option(
         None, "--device", help="Training device (default auto), and the default of GPU-capable retrievers."
     ),
@@ -153,6 +161,10 @@ def bench(
         1000, "--latency-queries", min=0, help="One-user queries timed per measurement."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    nproc: int = NPROC,
+    nnodes: int = NNODES,
+    node_rank: int | None = NODE_RANK,
+    rdzv_endpoint: str | None = RDZV_ENDPOINT,
 ) -> None:
     """Train each model once, build each index once per build setting, sweep query settings, and write
     bench.json, report.md and report.html.
@@ -198,11 +210,22 @@ def bench(
         recall_target=recall_target,
         latency_queries=latency_queries,
     )
-    doc = run_bench(
-        config,
+    if relaunched(nproc, nnodes, node_rank, rdzv_endpoint):
+        return
+    from zoo.pipeline.stages import lead_training
+
+    doc = lead_training(
+        lambda: run_bench(
+            config,
+            registry=state.registry(),
+            progress=CliBenchProgress(quiet or output_format is OutputFormat.json),
+        ),  # type: ignore[arg-type]
+        config.run_config,
+        config.device,
         registry=state.registry(),
-        progress=CliBenchProgress(quiet or output_format is OutputFormat.json),
-    )  # type: ignore[arg-type]
+    )
+    if doc is None:  # another rank of a distributed bench: it trained each model with rank 0
+        return
     paths = write_reports(doc, config.out)
     if output_format is OutputFormat.json:
         print_json(doc)

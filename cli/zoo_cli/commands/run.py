@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,16 @@ import typer
 
 from zoo.errors import UsageError
 from zoo_cli import state
-from zoo_cli.output import OutputFormat, fmt, handle_errors, metric_table, print_json, stderr, stdout
+from zoo_cli.output import (
+    OutputFormat,
+    fmt,
+    handle_errors,
+    metric_table,
+    print_json,
+    protocol_option,
+    stderr,
+    stdout,
+)
 from zoo_cli.params import parse_ks, settings
 
 
@@ -33,8 +44,39 @@ class CliProgress:
 
         return [RichProgress(console=stderr)]
 
+    @contextlib.contextmanager
+    def task(self, name: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+        """A transient bar (a spinner with the elapsed time when ``total`` is unknown)."""
+        if self.quiet:
+            yield lambda done: None
+            return
+        from zoo_cli.output import task_bar
+
+        with task_bar(name, total) as advance:
+            yield advance
+
 
 FORMAT = typer.Option(OutputFormat.human, "--format", help="human or json.")
+NPROC = typer.Option(
+    1, "--nproc", min=1, help="Train on N processes (DDP under torchrun): one per GPU, or CPU shares."
+)
+NNODES = typer.Option(1, "--nnodes", min=1, help="Machines taking part (each runs the same command).")
+NODE_RANK = typer.Option(None, "--node-rank", min=0, help="This machine's rank, 0..nnodes-1 (with --nnodes).")
+RDZV_ENDPOINT = typer.Option(
+    None, "--rdzv-endpoint", help="HOST:PORT of node 0, where the machines meet (with --nnodes)."
+)
+
+
+def relaunched(nproc: int, nnodes: int, node_rank: int | None, rdzv_endpoint: str | None) -> bool:
+    """With more than one process asked for and not yet under torchrun: run this command again under
+    it (every rank waits for the others) and return True; else False (run it here)."""
+    from zoo.distributed import LaunchOptions, relaunch, under_launcher
+
+    options = LaunchOptions(nproc=nproc, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint)
+    if not options.distributed or under_launcher():
+        return False
+    relaunch(options)
+    return True
 
 
 @handle_errors
@@ -54,9 +96,7 @@ def run(
     data: Path | None = typer.Option(
         None, "--data", help="Folder (or file) the dataset reads; else ZOO_DATA_DIR."
     ),
-    protocol: str | None = typer.Option(
-        None, "--protocol", help="loo, deepmatch, recbole-seq or sasrec (default: the dataset's)."
-    ),
+    protocol: str | None = protocol_option(),
     mask_seen: bool | None = typer.Option(
         None, "--mask-seen/--no-mask-seen", help="Override the protocol's masking of seen items."
     ),
@@ -90,6 +130,10 @@ def run(
     ),
     output_format: OutputFormat = FORMAT,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    nproc: int = NPROC,
+    nnodes: int = NNODES,
+    node_rank: int | None = NODE_RANK,
+    rdzv_endpoint: str | None = RDZV_ENDPOINT,
 ) -> None:
     """Train MODEL, evaluate it with exact search and through the retriever, and write a run directory.
 
@@ -119,9 +163,13 @@ def run(
         force=force,
         resume=resume,
     )
+    if relaunched(nproc, nnodes, node_rank, rdzv_endpoint):
+        return
     report = run_pipeline(
         config, registry=state.registry(), progress=CliProgress(quiet or output_format is OutputFormat.json)
     )
+    if report is None:  # another rank of a distributed run: rank 0 reports
+        return
     for line in report.warnings:
         stderr.print(line, highlight=False, markup=False)
     if output_format is OutputFormat.json:

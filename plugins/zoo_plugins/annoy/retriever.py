@@ -35,7 +35,7 @@ import annoy
 import numpy as np
 
 from zoo.errors import ModelFileError, UsageError
-from zoo.retrieval.base import Retriever
+from zoo.retrieval.base import Retriever, as_matrix
 from zoo.retrieval.threads import resolve_threads
 from zoo.retrieval.transforms import MipsToL2, rescore
 
@@ -44,6 +44,7 @@ VECTORS_FILE = "vectors.npy"
 DEFAULTS: dict[str, Any] = {"n_trees": 10, "mips": "l2", "seed": 42, "num_threads": -1, "search_k": -1}
 MIPS_MODES = ("l2", "native")
 METRIC_ALIASES = {"angular": "cosine", "dot": "ip"}  # the seed's (torch-rechub's) Annoy metric names
+RECHUB_DEFAULT_METRIC = "angular"  # Torch-RecHub's Annoy default, used by query(v=..., n=...)
 # Bytes before the vector in one Annoy node (annoylib.h): angular {n_descendants, children[2]},
 # euclidean {n_descendants, a, children[2]}, dot {n_descendants, children[2], dot_factor}.
 _NODE_HEADER = {"angular": 12, "euclidean": 16, "dot": 16}
@@ -96,11 +97,21 @@ class AnnoyRetriever(Retriever):
             deterministic.
         search_k: nodes inspected per query (query parameter); ``-1`` = ``n_trees * k`` (Annoy's default).
 
-    The seed tutorial's usage works as is::
+    Two query forms (docs/retrievers.md):
+
+    * ``query(vectors, topk)``: ours, ids and inner-product (or cosine) scores, best (highest) first;
+    * ``query(v=vector, n=10)``: Torch-RecHub's, ``(ids, distances)`` as lists in Annoy's convention for
+      Torch-RecHub's metric, nearest first: ``angular`` (Torch-RecHub's default, also when no metric was
+      given) ``sqrt(2 - 2 cos)`` ascending, ``dot`` the inner products descending. On an index built
+      for inner product without a metric, the first such query builds a cosine index over the same
+      vectors to answer it.
+
+    ::
 
         annoy = Annoy(n_trees=10)
         annoy.fit(item_embeddings)
-        ids, scores = annoy.query(user_embeddings[0], topk=10)
+        ids, scores = annoy.query(user_embeddings[0], topk=10)  # ours
+        ids, distances = annoy.query(v=user_embeddings[0], n=10)  # Torch-RecHub's
     """
 
     name = "annoy"
@@ -108,7 +119,14 @@ class AnnoyRetriever(Retriever):
     query_param_names = ("search_k",)
     supports_add = False
 
-    def __init__(self, metric: str = "ip", **params: Any) -> None:
+    def __init__(self, metric: str | None = None, **params: Any) -> None:
+        if metric in ("euclidean", "manhattan", "hamming"):
+            raise UsageError(
+                f"retriever 'annoy': metric {metric!r} is not supported; use 'angular' (cosine) or 'dot' (ip)"
+            )
+        #: the metric as given (None: not given); Torch-RecHub's query form reads it
+        self.given_metric = metric
+        metric = "ip" if metric is None else metric
         super().__init__(METRIC_ALIASES.get(metric, metric), **params)
         for key in self.build_param_names:
             self.build_params.setdefault(key, DEFAULTS[key])
@@ -126,11 +144,54 @@ class AnnoyRetriever(Retriever):
         self._vectors: np.ndarray | None = None  # float32 copy for exact rescoring (mips="l2" only)
         self._transform: MipsToL2 | None = None
         self._file_bytes: int | None = None
+        self._rechub_index: AnnoyRetriever | None = None  # cosine index for query(v=, n=) on an ip index
 
     # -- seed compatibility ------------------------------------------------------------------------
     def set_query_arguments(self, search_k: int) -> AnnoyRetriever:
         """torch-rechub's name for ``set_query_params(search_k=...)``."""
         return self.set_query_params(search_k=search_k)
+
+    def query(  # type: ignore[override]
+        self,
+        vectors: Any = None,
+        topk: Any = None,
+        *,
+        v: Any = None,
+        n: Any = None,
+        allow: Any = None,
+        exclude: Any = None,
+    ) -> tuple[Any, Any]:
+        """``query(vectors, topk)``: ours (see :meth:`Retriever.query`); ``query(v=vector, n=k)``:
+        Torch-RecHub's ``(ids, distances)`` lists, nearest first (see the class docstring)."""
+        if v is None and n is None:
+            return super().query(vectors, topk, allow=allow, exclude=exclude)
+        if vectors is not None or topk is not None or allow is not None or exclude is not None:
+            raise UsageError("query takes either (vectors, topk) or Torch-RecHub's (v=..., n=...), not both")
+        matrix, single = as_matrix(v, what="query vector v")
+        if not single:
+            raise UsageError(
+                f"query(v=..., n=...) takes one vector (Torch-RecHub's form), got shape {matrix.shape}"
+            )
+        wanted = METRIC_ALIASES.get(self.given_metric or RECHUB_DEFAULT_METRIC, "ip")
+        index = self if wanted == self.metric else self._cosine_index()
+        ids, scores = Retriever.query(index, matrix[0], n)
+        found = ids >= 0
+        ids, scores = ids[found], scores[found].astype(np.float64)
+        distances = np.sqrt(np.maximum(2.0 - 2.0 * scores, 0.0)) if wanted == "cosine" else scores
+        return ids.tolist(), distances.tolist()
+
+    def _cosine_index(self) -> AnnoyRetriever:
+        """A cosine twin of this inner-product index (same vectors, ids and parameters), built once."""
+        if self.dim is None:
+            raise UsageError("retriever 'annoy' is empty: call fit(item_vectors) before query()")
+        if self._rechub_index is None:
+            vectors = self._vectors
+            if vectors is None:  # mips="native": Annoy's dot index keeps the vectors themselves
+                vectors = np.array([self._index.get_item_vector(i)[: self.dim] for i in range(self.count)])
+            params = {k: v for k, v in self.build_params.items() if k != "mips"}
+            self._rechub_index = AnnoyRetriever("cosine", **params).fit(vectors, ids=self._ids)
+        self._rechub_index.set_query_params(search_k=self._search_k)
+        return self._rechub_index
 
     @classmethod
     def backend_version(cls) -> str:
@@ -167,6 +228,7 @@ class AnnoyRetriever(Retriever):
 
     # -- backend primitives ------------------------------------------------------------------------
     def _build(self, vectors: np.ndarray) -> None:
+        self._rechub_index = None
         data = vectors
         if self._transformed:
             self._vectors = np.array(vectors, dtype=np.float32, copy=True)

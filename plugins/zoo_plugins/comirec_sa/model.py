@@ -53,6 +53,8 @@ class ComirecSA(RecallModel):
         embedding_init_std: standard deviation of the embedding initialisation.
     """
 
+    cosine_scores = True  # both towers are L2-normalised
+
     def __init__(
         self,
         user_features: Sequence[Feature],

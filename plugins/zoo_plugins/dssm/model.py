@@ -53,6 +53,8 @@ class DSSM(RecallModel):
             long-term mean); histories must be left-padded (the seed's default ``padding="pre"``).
     """
 
+    cosine_scores = True  # both towers are L2-normalised
+
     def __init__(
         self,
         user_features: Sequence[Feature],

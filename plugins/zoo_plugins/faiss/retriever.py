@@ -53,7 +53,7 @@ import faiss
 import numpy as np
 
 from zoo.errors import ModelFileError, UsageError
-from zoo.retrieval.base import Retriever
+from zoo.retrieval.base import Retriever, as_matrix
 from zoo.retrieval.filtering import LabelFilter
 from zoo.retrieval.threads import resolve_threads
 from zoo.retrieval.transforms import MipsToL2, rescore
@@ -73,6 +73,41 @@ DEFAULTS: dict[str, Any] = {
 MIPS_MODES = ("native", "l2")
 SHORTHANDS = ("Flat", "IVF", "IVF-PQ", "HNSW")
 _LOSSLESS = ("IndexFlat", "IndexFlatIP", "IndexFlatL2", "IndexIVFFlat", "IndexHNSWFlat", "IndexIVFFlatDedup")
+
+
+RECHUB_ARGS = ("dim", "index_type", "nlist", "m")
+
+
+def _rechub_params(
+    args: tuple[Any, ...], params: dict[str, Any]
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Torch-RecHub's ``Faiss(dim, index_type="flat", nlist=100, m=32, metric="l2")`` as ``(our metric,
+    our parameters, {"dim", "metric"})``."""
+    names = ("dim", "index_type", "nlist", "m", "metric")
+    if len(args) > len(names):
+        raise UsageError("Faiss takes (dim, index_type, nlist, m, metric)")
+    given = dict(zip(names, args, strict=False))
+    for key in names:
+        if key in params:
+            if key in given:
+                raise UsageError(f"Faiss got {key} twice")
+            given[key] = params.pop(key)
+    dim = given.get("dim")
+    metric = str(given.get("metric", "l2")).lower()
+    index_type = str(given.get("index_type", "flat")).lower()
+    nlist = _int_param("nlist", given.get("nlist", 100), minimum=1)
+    m = _int_param("m", given.get("m", 32), minimum=2)
+    if metric not in ("l2", "ip"):
+        raise UsageError(f"Faiss: metric must be 'l2' or 'ip' (Torch-RecHub's), got {metric!r}")
+    factories = {"flat": "Flat", "ivf": f"IVF{nlist},Flat", "hnsw": f"HNSW{m}"}
+    if index_type not in factories:
+        raise UsageError(f"Faiss: index_type must be flat, ivf or hnsw (Torch-RecHub's), got {index_type!r}")
+    if dim is not None:
+        dim = _int_param("dim", dim, minimum=1)
+    params.setdefault("index", factories[index_type])
+    if index_type == "ivf":  # Torch-RecHub probes a quarter of the lists
+        params.setdefault("nprobe", min(nlist, max(1, nlist // 4)))
+    return "ip", params, {"dim": dim, "metric": metric}
 
 
 @contextlib.contextmanager
@@ -142,6 +177,15 @@ class FaissRetriever(Retriever):
         seed: k-means seed for IVF / PQ training; build parameter.
         num_threads: OpenMP threads for building and querying, ``-1`` = all cores.
         nprobe, efSearch, k_factor: query parameters (see module docstring).
+
+    Torch-RecHub's constructor ``Faiss(dim, index_type="flat", nlist=100, m=32, metric="l2")`` is
+    accepted too (a first argument that is an integer, or any of ``dim``, ``index_type``, ``nlist``,
+    ``m``, or ``metric="l2"``, selects it): ``flat`` / ``ivf`` / ``hnsw`` become ``Flat`` /
+    ``IVF{nlist},Flat`` / ``HNSW{m}``. Its ``l2`` metric is answered by inner product over items
+    ``[x, -|x|^2 / 2]`` and queries ``[q, 1]`` (the same ranking as squared L2); our ``query(vectors,
+    topk)`` then scores ``-|q - x|^2``. ``query(v=..., n=...)`` returns Torch-RecHub's ``(indices,
+    distances)`` as nested lists ``[Q][n]``: squared L2 distances ascending, or inner products
+    descending with ``metric="ip"``.
     """
 
     name = "faiss"
@@ -150,7 +194,17 @@ class FaissRetriever(Retriever):
     supports_add = True
     native_filters = True
 
-    def __init__(self, metric: str = "ip", **params: Any) -> None:
+    def __init__(self, *args: Any, **params: Any) -> None:
+        first = args[0] if args else params.get("metric", "ip")
+        rechub = len(args) > 1 or not isinstance(first, str) or first == "l2"
+        rechub = rechub or bool(set(params) & set(RECHUB_ARGS))
+        #: Torch-RecHub's ``(dim, metric)`` when built with its constructor, else None
+        self.rechub: dict[str, Any] | None = None
+        if rechub:
+            metric, params, self.rechub = _rechub_params(args, params)
+        else:
+            metric = first
+            params.pop("metric", None)
         super().__init__(metric, **params)
         for key in self.build_param_names:
             self.build_params.setdefault(key, DEFAULTS[key])
@@ -293,6 +347,55 @@ class FaissRetriever(Retriever):
             self._index.add(self._space(vectors))
         if self._vectors is not None:
             self._vectors = np.vstack([self._vectors, np.asarray(vectors, dtype=np.float32)])
+
+    # -- Torch-RecHub's form -------------------------------------------------------------------------------
+    @property
+    def _l2_space(self) -> bool:
+        return self.rechub is not None and self.rechub["metric"] == "l2"
+
+    def fit(self, vectors: Any, ids: Any = None) -> FaissRetriever:
+        """Build the index (see :meth:`Retriever.fit`); Torch-RecHub's ``l2`` indexes the items as
+        ``[x, -|x|^2 / 2]``."""
+        if self.rechub is not None:
+            matrix, _ = as_matrix(vectors, what="item vectors")
+            if self.rechub["dim"] is not None and matrix.shape[1] != self.rechub["dim"]:
+                raise UsageError(
+                    f"Faiss(dim={self.rechub['dim']}) got item vectors of dimension {matrix.shape[1]}"
+                )
+            if self._l2_space:
+                vectors = np.hstack([matrix, -0.5 * np.square(matrix).sum(axis=1, keepdims=True)])
+        super().fit(vectors, ids)
+        return self
+
+    def query(  # type: ignore[override]
+        self, vectors: Any = None, topk: Any = None, *, v: Any = None, n: Any = None, **filters: Any
+    ) -> tuple[Any, Any]:
+        """``query(vectors, topk)``: ours (:meth:`Retriever.query`); ``query(v=vectors, n=k)``:
+        Torch-RecHub's ``(indices, distances)`` nested lists (see the class docstring)."""
+        rechub_form = v is not None or n is not None
+        if rechub_form and (vectors is not None or topk is not None or filters):
+            raise UsageError("query takes either (vectors, topk) or Torch-RecHub's (v=..., n=...), not both")
+        matrix, single = as_matrix(v if rechub_form else vectors, what="query vectors")
+        if self._l2_space:
+            squared = np.square(matrix.astype(np.float64)).sum(axis=1, keepdims=True)
+            ids, scores = super().query(
+                np.hstack([matrix, np.ones_like(matrix[:, :1])]), n if rechub_form else topk, **filters
+            )
+            ids, scores = (np.atleast_2d(ids), np.atleast_2d(scores))
+            distances = np.where(ids >= 0, squared - 2.0 * scores, np.inf)
+            if rechub_form:
+                return ids.tolist(), distances.tolist()
+            ids, scores = ids, (-distances).astype(np.float32)
+            return (ids[0], scores[0]) if single else (ids, scores)
+        if not rechub_form:
+            return super().query(vectors, topk, **filters)
+        ids, scores = super().query(matrix, n)
+        return ids.tolist(), scores.astype(np.float64).tolist()
+
+    def set_query_arguments(self, nprobe: int | None = None, efSearch: int | None = None) -> FaissRetriever:
+        """Torch-RecHub's name for ``set_query_params(nprobe=..., efSearch=...)``."""
+        params = {k: v for k, v in (("nprobe", nprobe), ("efSearch", efSearch)) if v is not None}
+        return self.set_query_params(**params) if params else self
 
     # -- searching -----------------------------------------------------------------------------------------
     def _ivf(self) -> Any:

@@ -78,6 +78,8 @@ class MIND(RecallModel):
         embedding_init_std: standard deviation of the embedding initialisation.
     """
 
+    cosine_scores = True  # both towers are L2-normalised
+
     def __init__(
         self,
         user_features: Sequence[Feature],
