@@ -255,7 +255,12 @@ def _descendant_with(root: int, name: str, value: str) -> int | None:
             env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if f"{name}={value}".encode() in env and b"LOCAL_RANK=1" in env:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        # the rank itself (a zoo process), not a short-lived helper it started with the same environment
+        if f"{name}={value}".encode() in env and b"LOCAL_RANK=1" in env and b"zoo" in command:
             return pid
         todo.extend(children.get(pid, []))
     return None
@@ -263,7 +268,9 @@ def _descendant_with(root: int, name: str, value: str) -> int | None:
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the rank's process through /proc")
 def test_a_killed_rank_ends_the_run_with_one_clear_error(tmp_path: Path) -> None:
-    args = ["run", "dssm", *TINY, "--epochs", "400", "--out", str(tmp_path / "run"), "--nproc", "2"]
+    # patience as long as the epochs: early stopping must not end the run before the kill
+    args = ["run", "dssm", *TINY, "--epochs", "400", "--param", "patience=400"]
+    args += ["--out", str(tmp_path / "run"), "--nproc", "2"]
     process = subprocess.Popen(
         [ZOO, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -276,6 +283,7 @@ def test_a_killed_rank_ends_the_run_with_one_clear_error(tmp_path: Path) -> None
             time.sleep(0.5)
         assert victim is not None, "rank 1 never started"
         time.sleep(8)  # into training
+        assert process.poll() is None, f"the run ended before the kill: {process.communicate()[1][-2000:]}"
         os.kill(victim, signal.SIGKILL)
         _, stderr = process.communicate(timeout=TIMEOUT_S)
     finally:

@@ -21,10 +21,16 @@ TUNING: dict[str, dict[str, Any]] = {
     "mind": _MULTI_INTEREST,
     "comirec-sa": _MULTI_INTEREST,
     "comirec-dr": _MULTI_INTEREST,
+    # SINE's K interests are its num_intention activated prototypes (readout="interests"; the preset's
+    # aggregated read-out returns one vector and is covered by tests/test_sine.py)
+    "sine": {"interests_param": "num_intention", "params": {"embed_dim": 32, "readout": "interests"}},
+    "sdm": {"params": {"embed_dim": 32}},
     "sasrec": {"quality_params": {"epochs": 8, "patience": 2}},
     "gru4rec": {
         "quality_params": {"epochs": 8, "patience": 2, "batch_size": 64}
     },  # preset batch is for ML-1M
+    "narm": {"quality_params": {"epochs": 8, "patience": 2, "batch_size": 64}},
+    "stamp": {"quality_params": {"epochs": 8, "patience": 2, "batch_size": 64}},
 }
 
 

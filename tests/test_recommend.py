@@ -186,6 +186,41 @@ def test_ids_given_as_text_are_the_same_users(recommenders):
     assert by_text.user == user and by_text.items == by_int.items
 
 
+# -- known users' vectors, computed once ------------------------------------------------------------------
+@pytest.mark.parametrize("family", list(MODELS))
+def test_known_user_vectors_are_kept_and_equal_the_tower(runs, family):
+    """With the cache (the default) the tower runs once over every known user; answers and vectors
+    equal the tower's per request (cache off), and a new user still goes through the tower."""
+    folder, _ = runs[family]
+    cached, per_request = Recommender.load(folder), Recommender.load(folder, cache_users=False)
+    users = cached.user_ids[5:17]
+    for as_evaluated in (False, True):
+        kept = cached.known_user_vectors(as_evaluated=as_evaluated)
+        assert kept.shape[0] == cached.num_users
+        assert cached.known_user_vectors(as_evaluated=as_evaluated) is kept  # computed once
+        np.testing.assert_allclose(
+            cached.user_vectors(users, as_evaluated=as_evaluated),
+            per_request.user_vectors(users, as_evaluated=as_evaluated),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+        for exact in (True, False):
+            ours = cached.recommend(users, K, as_evaluated=as_evaluated, exact=exact)
+            theirs = per_request.recommend(users, K, as_evaluated=as_evaluated, exact=exact)
+            assert [r.items for r in ours] == [r.items for r in theirs]
+            for a, b in zip(ours, theirs, strict=True):
+                np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
+
+    def no_tower(*args, **kwargs):
+        raise AssertionError("the user tower ran for a known user")
+
+    cached.model.user_tower = no_tower  # known users now answer from the kept vectors only
+    assert len(cached.recommend(users, K)[0].items) == K
+    assert len(cached.recommend(users, K, as_evaluated=True, exclude_seen=False)[0].items) == K
+    with pytest.raises(AssertionError, match="the user tower ran"):
+        cached.recommend_new(history=cached.item_ids[:3], k=K)  # cold start: the tower, as before
+
+
 # -- allow / exclude -------------------------------------------------------------------------------------
 def test_allow_and_exclude_lists(recommenders):
     recommender = recommenders["two_tower"]

@@ -197,6 +197,85 @@ def test_concurrent_requests_share_calls(recommender) -> None:
     assert alone_meta["calls"] == 24
 
 
+BODIES = [
+    {"user_id": 0, "k": 7},
+    {"user_id": 0, "k": 3, "exclude_seen": False, "exclude": [0]},
+    {"history": [0, 1], "features": {}, "k": 4},
+    {"user_id": "no-such-user"},
+    {"user_id": 0, "k": 0},
+    {"user_id": 0, "colour": "red"},
+    {},
+    "not an object",
+]
+
+
+def test_the_fast_path_answers_like_the_fastapi_route(recommender) -> None:
+    """POST /recommend through the ASGI fast path and through FastAPI's route: same status, same JSON."""
+    from fastapi.testclient import TestClient
+
+    from zoo.serving.app import create_app
+
+    def fill(body):
+        if not isinstance(body, dict):
+            return body
+        body = dict(body)
+        if body.get("user_id") == 0:
+            body["user_id"] = recommender.user_ids[0]
+        for key in ("history", "exclude"):
+            if key in body:
+                body[key] = [recommender.item_ids[i] for i in body[key]]
+        return body
+
+    answers = []
+    for fast_path in (True, False):
+        app = create_app(recommender, fast_path=fast_path)
+        with TestClient(app, raise_server_exceptions=False) as test_client:
+            sent = [test_client.post("/recommend", json=fill(body)) for body in BODIES]
+            sent.append(
+                test_client.post(
+                    "/recommend", content=b"{not json", headers={"content-type": "application/json"}
+                )
+            )
+            answers.append([(a.status_code, a.json()) for a in sent])
+    fast, route = answers
+    assert [status for status, _ in fast] == [200, 200, 200, 404, 422, 422, 400, 422, 422]
+    for (fast_status, fast_json), (route_status, route_json) in zip(fast[:-2], route[:-2], strict=True):
+        assert (fast_status, fast_json) == (route_status, route_json)
+    for (_, fast_json), (_, route_json) in zip(fast[-2:], route[-2:], strict=True):
+        # not an object / not JSON: the same one-line 422, worded by pydantic or by FastAPI's parser
+        assert "\n" not in fast_json["error"] and "\n" not in route_json["error"]
+    assert "JSON" in fast[-1][1]["error"] and "JSON" in route[-1][1]["error"]
+
+
+@pytest.mark.parametrize("threaded", [True, False])
+def test_micro_batches_are_first_in_first_out(threaded: bool) -> None:
+    """Jobs are answered in arrival order, at most max_batch per call, each with its own answer."""
+    from zoo.serving.batching import MicroBatcher
+
+    calls: list[list[int]] = []
+
+    def runner(payloads):
+        calls.append(list(payloads))
+        return [p * 10 for p in payloads]
+
+    async def main() -> list[int]:
+        batcher = MicroBatcher(window_s=0.05, max_batch=4, threaded=threaded)
+        await batcher.start()
+        try:
+            first = await batcher.submit("g", -1, runner)  # a lone request: answered without the window
+            started = time.monotonic()
+            rest = await asyncio.gather(*(batcher.submit("g", i, runner) for i in range(10)))
+            assert time.monotonic() - started < 5
+            return [first, *rest]
+        finally:
+            await batcher.stop()
+
+    answers = asyncio.run(main())
+    assert answers == [-10, *[i * 10 for i in range(10)]]
+    assert calls[0] == [-1] and [p for call in calls[1:] for p in call] == list(range(10))
+    assert all(len(call) <= 4 for call in calls) and len(calls) <= 1 + 4
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -206,6 +285,7 @@ def free_port() -> int:
 def test_the_real_server_answers_like_zoo_recommend_and_stops_gracefully(run_dir: Path, recommender) -> None:
     port = free_port()
     command = [sys.executable, "-m", "zoo_cli.main", "serve", str(run_dir), "--host", "127.0.0.1"]
+    command += ["--threads", "1"]
     server = subprocess.Popen(
         [*command, "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},

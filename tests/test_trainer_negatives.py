@@ -100,3 +100,25 @@ def test_item_counts_are_gathered_from_positive_rows_when_not_given():
     given.observe({"item_id": torch.tensor([2])}, "item_id")
     assert given.counts.tolist() == [0, 0, 1, 1, 1, 1]  # given counts are never changed
     assert given.catalogue_range() == (2, 6)  # pipeline encoding: 0 padding, 1 unknown
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2])
+def test_counted_frequencies_ignore_the_seed_list_wise_zero_labels(data, mode):
+    """The seed's list-wise loaders pass y = 0 on every row (the positive is column 0): those rows are
+    positives and logQ must count them; only point-wise labels say which rows are negatives."""
+    torch.manual_seed(0)
+    model = DSSM.from_schema(data.schema, embed_dim=8, dims=[16, 8], temperature=0.1)
+    model.set_item_table(data.item_table)
+    trainer = MatchTrainer.from_config(
+        model,
+        TrainerConfig.from_dict(
+            {"mode": mode, "seed": 0, "negatives": "inbatch" if mode == 2 else "uniform"}
+        ),
+        device="cpu",
+    )
+    batch = data.batch(data.train_positions[:8])
+    batch["label"] = torch.zeros(8) if mode else torch.tensor([1.0, 0, 1, 0, 1, 0, 1, 0])
+    batch.pop("neg_items", None)
+    trainer.train_one_epoch([batch])
+    expected = 8 if mode else 4
+    assert float(trainer.proposals.counts.sum()) == expected

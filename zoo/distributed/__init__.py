@@ -14,10 +14,19 @@ runs exactly as it does without this package.
 
 from __future__ import annotations
 
-from zoo.distributed.context import DistContext, active_context, finish_leading, init_from_env, lead, shutdown
+from zoo.distributed.context import (
+    DistContext,
+    active_context,
+    finish_leading,
+    init_from_env,
+    lead,
+    leave_group,
+    shutdown,
+)
 from zoo.distributed.launch import LaunchOptions, env_rank, is_main_process, relaunch, under_launcher
 
 __all__ = [
+    "leave_group",
     "DistContext",
     "LaunchOptions",
     "active_context",

@@ -209,6 +209,7 @@ def finish_leading(device: Any) -> None:
     context, _ = init_from_env(device)
     if context is not None:
         context.announce(None)
+        leave_group()
 
 
 def active_context() -> DistContext | None:
@@ -246,6 +247,16 @@ def init_from_env(device: Any) -> tuple[DistContext | None, torch.device]:
     _ACTIVE = DistContext(rank, world, local, device)
     atexit.register(shutdown)
     return _ACTIVE, device
+
+
+def leave_group() -> None:
+    """Leave the process group when this rank's share of the work is done: every rank waits for the
+    others first (a barrier), so none tears its connections down while another still uses them.
+    Without a group: nothing."""
+    if _ACTIVE is None:
+        return
+    _ACTIVE.barrier()
+    shutdown()
 
 
 def shutdown() -> None:

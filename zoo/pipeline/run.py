@@ -33,13 +33,14 @@ def run(
 
     Under ``torchrun`` (:mod:`zoo.distributed`) rank 0 does all of this, training with the other
     ranks; the other ranks only prepare the data and train (silently) and return None."""
-    from zoo.distributed import is_main_process
+    from zoo.distributed import is_main_process, leave_group
     from zoo.errors import UsageError
     from zoo.folders import check_run_folder, writer_lock
 
     registry = registry or default_registry()
     if not is_main_process():
         train(prepare(config, registry=registry))
+        leave_group()  # rank 0 leaves right after training too (_run)
         return None
     progress = progress or Progress()
     if config.resume and not config.out:
@@ -67,6 +68,9 @@ def _run(
     checkpoints = open_checkpoints(run_dir, resume=config.resume) if config.save else None
     prepared = prepare(config, registry=registry, progress=progress)
     trained = train(prepared, progress=progress, checkpoint_dir=checkpoints)
+    from zoo.distributed import leave_group
+
+    leave_group()  # training was the ranks' shared work; rank 0 evaluates and saves alone
 
     progress.stage("evaluate", "exact full ranking")
     embedded = embed(trained, progress=progress)

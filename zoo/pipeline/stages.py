@@ -321,7 +321,7 @@ def follow_training(
     models it trained before): train each model rank 0 announces, with ``run_config(name)``'s
     settings, until rank 0 says it is done (:func:`zoo.distributed.finish_leading`). Returns how
     many models were trained here."""
-    from zoo.distributed import init_from_env
+    from zoo.distributed import init_from_env, leave_group
 
     registry = registry or default_registry()
     context, _ = init_from_env(device)
@@ -329,6 +329,7 @@ def follow_training(
     while context is not None:
         name = context.receive()
         if name is None:
+            leave_group()
             break
         train(prepare(run_config(name), registry=registry))
         trained += 1

@@ -39,6 +39,8 @@ from zoo.errors import ModelFileError, UsageError
 
 #: shown in a note when more values than this are dropped
 _SHOWN = 5
+#: known users per tower call when their vectors are computed (the chunk size of zoo run's embedding)
+_EMBED_CHUNK = 4096
 
 
 @dataclass
@@ -82,6 +84,11 @@ class Recommender:
     Build it with :meth:`load`. Attributes: ``model`` (on ``device``, in eval mode), ``encoder`` (the
     vocabularies), ``schema``, ``protocol`` (its ``history_len`` and ``mask_seen``), ``item_vectors``
     (``[N, D]`` CPU, catalogue order), ``retriever`` (the run's index unless another was given).
+
+    A known user's vector is a function of their stored events only, so with ``cache_users`` (the
+    default) the tower runs once over every known user, in batches, the first time one is asked for
+    (:meth:`known_user_vectors`; ``zoo serve`` does it at start-up), and answers read the kept vectors:
+    ``U x D`` floats (``U x K x D`` for K interests) per view. New users always go through the tower.
     """
 
     def __init__(
@@ -96,6 +103,7 @@ class Recommender:
         items: Any,
         retriever: Any,
         device: torch.device,
+        cache_users: bool = True,
     ) -> None:
         from zoo.data.run_store import events_view
 
@@ -125,6 +133,14 @@ class Recommender:
         self.item_vectors = embed_items(model, self.catalogue, device)
         self.retriever = retriever
         self._known_ids = _plain_list(encoder.vocabs["user_id"].decode(users.user_codes))
+        #: original id (and its text) -> stored row: the common lookup without the vocabulary's pandas path
+        self._known_row: dict[Any, int] = {}
+        for row, user in enumerate(self._known_ids):
+            self._known_row.setdefault(str(user), row)
+            self._known_row[user] = row
+        self.cache_users = bool(cache_users)
+        self._cached_vectors: dict[bool, torch.Tensor] = {}  # as_evaluated -> [U, D] or [U, K, D]
+        self._cached_seen: dict[bool, tuple[np.ndarray, np.ndarray]] = {}  # as_evaluated -> CSR
         self._user_row = np.full(schema.user_vocab, -1, dtype=np.int64)
         self._user_row[users.user_codes] = np.arange(users.count)
         self._item_row = np.full(schema.item_vocab, -1, dtype=np.int64)
@@ -133,7 +149,13 @@ class Recommender:
     # -- loading --------------------------------------------------------------------------------------
     @classmethod
     def load(
-        cls, run_dir: str | Path, *, retriever: Any = None, device: Any = "cpu", registry: Any = None
+        cls,
+        run_dir: str | Path,
+        *,
+        retriever: Any = None,
+        device: Any = "cpu",
+        registry: Any = None,
+        cache_users: bool = True,
     ) -> Recommender:
         """Load ``run_dir`` (a ``zoo run --out`` folder): the model, the vocabularies, the stored users
         and items, the item vectors and the run's index.
@@ -143,6 +165,8 @@ class Recommender:
                 the item vectors), or a :class:`~zoo.retrieval.Retriever` (fitted over the item vectors
                 when it is empty, else used as it is: it must index the run's item codes).
             device: where the towers run (``cpu``, ``cuda``, ``auto``...).
+            cache_users: keep every known user's vector after its first use (see the class docstring);
+                False runs the tower for each request.
         """
         from zoo.data.encoder import FeatureEncoder
         from zoo.data.protocol import Protocol
@@ -187,6 +211,7 @@ class Recommender:
             items=read_items(run_dir / ITEMS_DIR),
             retriever=None,
             device=device,
+            cache_users=cache_users,
         )
         if retriever is None:
             retriever = _load_index(run_dir / INDEX_DIR, device, registry)
@@ -279,20 +304,58 @@ class Recommender:
         if not ids:
             return []
         rows = self._user_rows(ids)
-        view, positions = self.evaluated_view if as_evaluated else self.full_view
-        positions = positions[torch.from_numpy(rows)]
         if exclude_seen is None:
             exclude_seen = bool(self.protocol.mask_seen) if as_evaluated else True
-        seen = view.seen_items(positions) if exclude_seen else None
+        seen = self._known_seen(rows, as_evaluated) if exclude_seen else None
         users = [self._known_ids[int(row)] for row in rows]  # the ids as the run stores them
-        return self._recommend(view.batch(positions), seen, users, k, allow, exclude, exact)
+        vectors = self._known_vectors(rows, as_evaluated)
+        return self._recommend(vectors, seen, users, k, allow, exclude, exact)
 
     def user_vectors(self, user_ids: Any, *, as_evaluated: bool = False) -> np.ndarray:
         """The tower's vectors of known users (``[U, D]``, or ``[U, K, D]`` for K interests)."""
         ids = [user_ids] if _is_scalar(user_ids) else list(user_ids)
+        return self._known_vectors(self._user_rows(ids), as_evaluated).numpy()
+
+    def known_user_vectors(self, *, as_evaluated: bool = False) -> torch.Tensor:
+        """Every known user's vector in stored order (``[U, D]`` or ``[U, K, D]``, CPU), from the tower
+        in batches on the first call and kept (``cache_users``); ``as_evaluated`` as :meth:`recommend`."""
+        vectors = self._cached_vectors.get(as_evaluated)
+        if vectors is None:
+            view, positions = self.evaluated_view if as_evaluated else self.full_view
+            step = _EMBED_CHUNK
+            chunks = [
+                self._embed(view.batch(positions[s : s + step])) for s in range(0, len(positions), step)
+            ]
+            vectors = torch.cat(chunks) if chunks else torch.empty(0)
+            if self.cache_users:
+                self._cached_vectors[as_evaluated] = vectors
+        return vectors
+
+    def _known_seen(self, rows: np.ndarray, as_evaluated: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """CSR of the catalogue rows the stored users at ``rows`` had (``MatchData.seen_items``), cut
+        from every known user's, kept with ``cache_users``."""
         view, positions = self.evaluated_view if as_evaluated else self.full_view
-        positions = positions[torch.from_numpy(self._user_rows(ids))]
-        return self._embed(view.batch(positions)).numpy()
+        if not self.cache_users:
+            return view.seen_items(positions[torch.from_numpy(rows)])
+        cached = self._cached_seen.get(as_evaluated)
+        if cached is None:
+            indptr, seen = view.seen_items(positions)
+            cached = self._cached_seen[as_evaluated] = (indptr.numpy(), seen.numpy())
+        indptr, seen = cached
+        starts, ends = indptr[rows], indptr[rows + 1]
+        if len(rows) == 1:
+            values = seen[starts[0] : ends[0]]
+        else:
+            values = np.concatenate([seen[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)])
+        counts = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64)
+        return torch.from_numpy(counts), torch.from_numpy(values)
+
+    def _known_vectors(self, rows: np.ndarray, as_evaluated: bool) -> torch.Tensor:
+        """Vectors of the stored users at ``rows``: kept ones with ``cache_users``, else from the tower."""
+        if self.cache_users:
+            return self.known_user_vectors(as_evaluated=as_evaluated)[torch.from_numpy(rows)]
+        view, positions = self.evaluated_view if as_evaluated else self.full_view
+        return self._embed(view.batch(positions[torch.from_numpy(rows)]))
 
     # -- new users ------------------------------------------------------------------------------------
     def recommend_new(
@@ -369,7 +432,7 @@ class Recommender:
             given = torch.from_numpy(values)
             batch[column] = torch.where(given >= 0, given, batch[column])
         seen = view.seen_items(positions) if exclude_seen else None
-        recs = self._recommend(batch, seen, [None] * len(requests), k, allow, exclude, exact)
+        recs = self._recommend(self._embed(batch), seen, [None] * len(requests), k, allow, exclude, exact)
         for rec, extra in zip(recs, notes, strict=True):
             rec.notes[:0] = extra
         return recs
@@ -382,7 +445,7 @@ class Recommender:
 
     def _recommend(
         self,
-        batch: Mapping[str, torch.Tensor],
+        vectors: torch.Tensor,
         seen: tuple[torch.Tensor, torch.Tensor] | None,
         users: list[Any],
         k: int,
@@ -390,13 +453,12 @@ class Recommender:
         exclude: Iterable[Any] | None,
         exact: bool,
     ) -> list[Recommendation]:
-        """Rank the catalogue for the users of ``batch`` (``seen``: CSR of catalogue rows to leave out)."""
+        """Rank the catalogue for users' ``vectors`` (``seen``: CSR of catalogue rows to leave out)."""
         from zoo.evaluate import topk_items
         from zoo.retrieval.filtering import query_excluding
 
         notes: list[str] = []
         extra = self._item_rows(exclude, "exclude", notes) if exclude is not None else np.zeros(0, np.int64)
-        vectors = self._embed(batch)
         mask = _union(len(users), seen, extra)
         if allow is not None:
             allowed = np.unique(self._item_rows(allow, "allow", notes))
@@ -454,6 +516,10 @@ class Recommender:
         return int(k)
 
     def _user_rows(self, ids: list[Any]) -> np.ndarray:
+        known = self._known_row
+        rows = [known.get(u, -1) if type(u) in (int, str) else -1 for u in ids]  # exact types: not bool
+        if -1 not in rows:
+            return np.asarray(rows, dtype=np.int64)
         codes = _encode(self.encoder.vocabs["user_id"], ids)
         rows = self._user_row[codes]
         for user, row in zip(ids, rows, strict=True):

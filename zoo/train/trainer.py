@@ -486,10 +486,13 @@ class MatchTrainer:
             for bank in self._banks:
                 bank.check_ids(batch)
             self.model.remember_items(batch)
+            # Only point-wise rows carry a 0/1 label; in the other modes every row's item is a positive
+            # (the seed's list-wise loaders pass y = 0, meaning "the positive is column 0").
+            counted = batch if self.mode == 0 else {k: v for k, v in batch.items() if k != "label"}
             if self.dist is None:
-                self.proposals.observe(batch, self.model.item_id_feature)
+                self.proposals.observe(counted, self.model.item_id_feature)
             else:
-                self.dist.observe(self.proposals, batch, self.model.item_id_feature)
+                self.dist.observe(self.proposals, counted, self.model.item_id_feature)
             batch = to_device(batch, self.device)
             loss = self.compute_loss(batch)
             reg = self._regularization()

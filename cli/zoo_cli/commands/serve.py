@@ -29,6 +29,9 @@ def serve(
         2.0, "--batch-window-ms", min=0.0, help="How long a batch waits for more."
     ),
     max_batch: int = typer.Option(64, "--max-batch", min=1, help="Requests per batch at most."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="Torch threads for the towers and exact search (default: cores - 1)."
+    ),
 ) -> None:
     """Serve RUN_DIR's recommendations over HTTP: POST /recommend, GET /items/{id}/similar, GET /healthz,
     GET /metadata, OpenAPI docs at /docs.
@@ -44,4 +47,4 @@ def serve(
         ) from None
     stderr.print(f"serving {run_dir} on http://{host}:{port} (docs at /docs); Ctrl-C stops", highlight=False)
     run_server(str(run_dir), host=host, port=port, retriever=retriever, batching=batching,
-               window_ms=window_ms, max_batch=max_batch)  # fmt: skip
+               window_ms=window_ms, max_batch=max_batch, threads=threads)  # fmt: skip
