@@ -157,9 +157,6 @@ class RecallModel(nn.Module):
 
     #: the ModelSpec this class is bound to (set on the classes ``ModelSpec.load()`` returns)
     spec: ClassVar[ModelSpec | None] = None
-    #: whether scores are cosine similarities (both towers L2-normalised): logits then stay within
-    #: ``±1 / temperature``, and the trainer warns once when the temperature keeps them nearly flat
-    cosine_scores: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -211,6 +208,14 @@ class RecallModel(nn.Module):
         self._config = None if config is None else dict(config)
         self._table_names: list[str] = []
         self.item_table_complete = False  # True once set_item_table() installed the whole catalogue
+
+    @property
+    def cosine_scores(self) -> bool:
+        """Whether scores are cosine similarities (both towers L2-normalised): logits then stay within
+        ``±1 / temperature``, and the trainer warns once when the temperature keeps them nearly flat.
+        A model with a ``normalize`` switch answers with it; one that always normalises sets the class
+        attribute ``cosine_scores = True``."""
+        return bool(getattr(self, "normalize", False))
 
     # -- registry metadata (owned by the ModelSpec) ------------------------------------------------
     @classmethod

@@ -80,11 +80,6 @@ class SessionModel(RecallModel):
     the features, ``temperature`` and ``normalize``) and implement :meth:`session_vectors`.
     """
 
-    @property
-    def cosine_scores(self) -> bool:  # type: ignore[override]
-        """Cosine scores only with ``normalize=True``."""
-        return self.normalize
-
     def _setup_session(
         self,
         item_history_feature: Any,

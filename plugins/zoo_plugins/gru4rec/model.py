@@ -77,11 +77,6 @@ class GRU4Rec(RecallModel):
         embedding_init_std: standard deviation of the embedding initialisation.
     """
 
-    @property
-    def cosine_scores(self) -> bool:  # type: ignore[override]
-        """Cosine scores only with ``normalize=True``."""
-        return self.normalize
-
     def __init__(
         self,
         user_features: Sequence[Feature],
