@@ -60,26 +60,37 @@ def epoch_printer(name: str) -> Any:
     return EpochProgress()
 
 
-def run_model(name: str, data: str, device: str, seed: int, params: list[str]) -> dict[str, Any]:
-    """Train ``name`` with its preset under its anchor protocol; exact full-ranking metrics on test."""
-    from zoo.pipeline import RunConfig, embed, evaluate_exact, evaluate_popularity, prepare, train
+KS = (10, 50)
+
+
+def model_config(name: str, data: str, device: str, seed: int, params: list[str]) -> Any:
+    """The RunConfig of one quality run: ``name``'s preset under its anchor protocol, ``params``
+    (``key=value``) on top."""
+    from zoo.pipeline import RunConfig
     from zoo_cli.params import parse_params
 
-    protocol, headline, floor, anchor = ANCHORS[name]
     parsed = parse_params(params)
-    ks = (10, 50)
-    config = RunConfig(
+    return RunConfig(
         model=name,
         dataset="movielens-1m",
         data_path=data,
-        protocol=protocol,
+        protocol=ANCHORS[name][0],
         device=device,
         seed=seed,
         params=parsed.model,
         protocol_overrides=parsed.protocol,
-        ks=ks,
+        ks=KS,
         save=False,
     )
+
+
+def run_model(name: str, data: str, device: str, seed: int, params: list[str]) -> dict[str, Any]:
+    """Train ``name`` with its preset under its anchor protocol; exact full-ranking metrics on test."""
+    from zoo.pipeline import embed, evaluate_exact, evaluate_popularity, prepare, train
+
+    protocol, headline, floor, anchor = ANCHORS[name]
+    ks = KS
+    config = model_config(name, data, device, seed, params)
     started = time.perf_counter()
     prepared = prepare(config)
     trained = train(prepared, progress=epoch_printer(name))
@@ -252,6 +263,18 @@ def render_markdown(results: list[dict[str, Any]], info: dict[str, Any], command
     return "\n".join(lines) + "\n"
 
 
+def launched_as() -> list[str]:
+    """Under torchrun: the launch options the ranks no longer see (``--nproc N``, ``--nnodes M``), so
+    a results file names how it was trained; nothing in a single process."""
+    import os
+
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return []
+    return ["--nproc", str(local)] + (["--nnodes", str(world // local)] if world != local else [])
+
+
 def public_command(argv: list[str]) -> str:
     """The command as a user types it, for results files: ``--data`` left out (the default finds
     MovieLens-1M through ``$ZOO_DATA_DIR``), folders named by their last part, no private paths."""
@@ -326,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
         help="stop each model's training after the epoch that passes this many minutes"
         " (best epoch kept; the table says so)",
     )
+    parser.add_argument(
+        "--nproc", type=int, default=1, help="train each model on N processes (DDP under torchrun)"
+    )
+    parser.add_argument("--nnodes", type=int, default=1, help="machines taking part (each runs the command)")
+    parser.add_argument("--node-rank", type=int, default=None, help="this machine's rank (with --nnodes)")
+    parser.add_argument("--rdzv-endpoint", default=None, help="HOST:PORT of node 0 (with --nnodes)")
     parser.add_argument("--out", default="quality-results", help="output folder")
     parser.add_argument("--force", action="store_true", help="rerun models already in results.json")
     parser.add_argument(
@@ -385,6 +414,50 @@ def main(argv: list[str] | None = None) -> int:
         )
         atomic_write_text(out / "results.md", render_markdown(ordered, info, command))
 
+    def overrides_for(name: str) -> list[str]:
+        overrides = [p.split(":", 1)[1] for p in args.param if p.startswith(f"{name}:")]
+        if args.time_limit is not None and not any(o.startswith("time_limit=") for o in overrides):
+            overrides.append(f"time_limit={args.time_limit * 60:g}")
+        return overrides
+
+    from zoo.distributed import LaunchOptions, relaunch, under_launcher
+    from zoo.pipeline.stages import lead_training
+
+    try:
+        launch = LaunchOptions(
+            nproc=args.nproc, nnodes=args.nnodes, node_rank=args.node_rank, rdzv_endpoint=args.rdzv_endpoint
+        )
+        if launch.distributed and not under_launcher():
+            relaunch(launch, sys.argv[1:] if argv is None else argv, program=__file__)
+            return 0
+        args.raw_argv = list(sys.argv[1:] if argv is None else argv) + launched_as()
+        status = lead_training(
+            lambda: measure(names, seeds, data, args, overrides_for, done, save, info, command, record_dir),
+            lambda name: model_config(name, data, args.device, seeds[0], overrides_for(name)),
+            args.device,
+        )
+    except ZooError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    return 0 if status is None else status
+
+
+def measure(
+    names: list[str],
+    seeds: list[int],
+    data: str,
+    args: argparse.Namespace,
+    overrides_for: Any,
+    done: dict[str, Any],
+    save: Any,
+    info: dict[str, Any],
+    command: str,
+    record_dir: Path | None,
+) -> int:
+    """Train and evaluate each model under each seed not measured yet, saving after every run."""
+    from zoo.io import atomic_write_json
+
+    results_file = Path(args.out) / "results.json"
     if args.imports:
         save()
     for name in names:
@@ -394,9 +467,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{name}: seeds {', '.join(map(str, seeds))} already in {results_file} (use --force to rerun)"
             )
-        overrides = [p.split(":", 1)[1] for p in args.param if p.startswith(f"{name}:")]
-        if args.time_limit is not None and not any(o.startswith("time_limit=") for o in overrides):
-            overrides.append(f"time_limit={args.time_limit * 60:g}")
+        overrides = overrides_for(name)
         for seed in missing:
             print(
                 f"{name}: training under protocol {ANCHORS[name][0]} on {args.device}, seed {seed} ...",
@@ -427,10 +498,10 @@ def main(argv: list[str] | None = None) -> int:
             device = "gpu" if str(row["device"]).startswith("cuda") else "cpu"
             label = "-seeds-" + "-".join(map(str, seeds)) if len(seeds) > 1 else f"-seed{seeds[0]}"
             target = record_dir / f"{date}-quality-{name}{label}-{device}.json"
-            public = public_command(argv if argv is not None else sys.argv[1:])
+            public = public_command(args.raw_argv)
             atomic_write_json(target, results_record(row, info, public, date))
             print(f"{name}: recorded {target}")
-    print(f"wrote {results_file} and {out / 'results.md'}")
+    print(f"wrote {results_file} and {Path(args.out) / 'results.md'}")
     return 0
 
 

@@ -188,3 +188,34 @@ def test_quality_benchmark_rejects_bad_seeds(quality, tmp_path):
         with pytest.raises(SystemExit) as exited:
             quality.main([*bad, "--out", str(tmp_path / "q")])
         assert exited.value.code == 2
+
+
+def test_quality_benchmark_on_two_processes_records_each_seed(ml1m_dir, tmp_path):
+    """--nproc 2 relaunches the benchmark under torchrun: rank 0 announces each (model, seed) and the
+    other rank trains it alongside; every seed is measured once and the record names --nproc."""
+    import os
+    import subprocess
+    import sys
+
+    from zoo.pipeline import RunConfig
+    from zoo.pipeline.stages import announcement
+
+    assert announcement(RunConfig(model="dssm", seed=3)) == "dssm@3"
+    out, record = tmp_path / "q", tmp_path / "results"
+    record.mkdir()
+    args = ["--models", "dssm", "--data", str(ml1m_dir), "--device", "cpu", "--out", str(out)]
+    args += ["--param", "dssm:epochs=1", "--param", "dssm:embed_dim=8", "--param", "dssm:dims=16,8"]
+    args += ["--seeds", "0,1", "--nproc", "2", "--record", str(record)]
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("dssm seed 0: HR@10") == 1 and result.stdout.count("dssm seed 1: HR@10") == 1
+    (row,) = json.loads((out / "results.json").read_text())["results"]
+    assert row["seeds"] == [0, 1]
+    (written,) = record.iterdir()
+    assert "--nproc 2" in json.loads(written.read_text())["command"]

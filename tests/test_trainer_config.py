@@ -40,6 +40,8 @@ def test_defaults_are_the_documented_ones():
         "lr_factor": 0.5,
         "lr_patience": 2,
         "ema_decay": None,
+        "precision": "fp32",
+        "compile": False,
         "seed": None,
     }
     assert TrainerConfig.keys() == frozenset(config.to_dict())

@@ -97,7 +97,9 @@ class EmbeddingBank(nn.Module):
             ) from None
         if ids.dtype != torch.long:
             ids = ids.long()
-        if ids.device.type == "cpu":
+        # Inside a compiled training step the trainer has already checked the batch (check_ids): a
+        # data-dependent check here would split the compiled graph at every lookup.
+        if ids.device.type == "cpu" and not torch.compiler.is_compiling():
             self._check_range(feature, ids)
         return ids
 

@@ -233,7 +233,7 @@ def train(prepared: Prepared, *, progress: Progress | None = None, checkpoint_di
         if prepared.config.resume:
             raise UsageError("--resume is not supported with several processes yet; resume without --nproc")
         prepared = dataclasses.replace(prepared, device=device)
-        context.announce(prepared.config.model)
+        context.announce(announcement(prepared.config))
     main = context is None or context.is_main
     settings = prepared.settings
     model = build_model(prepared)
@@ -290,6 +290,12 @@ def train(prepared: Prepared, *, progress: Progress | None = None, checkpoint_di
     )
 
 
+def announcement(config: RunConfig) -> str:
+    """What rank 0 of a leading command tells the other ranks before training: the model and its seed
+    (``MODEL@SEED``; a command training one model under several seeds runs each alike on every rank)."""
+    return config.model if config.seed is None else f"{config.model}@{config.seed}"
+
+
 def lead_training(
     work: Callable[[], Any],
     run_config: Callable[[str], RunConfig],
@@ -319,19 +325,23 @@ def follow_training(
 ) -> int:
     """On a rank other than 0 of a command whose rank 0 decides what to train (``zoo bench`` skips the
     models it trained before): train each model rank 0 announces, with ``run_config(name)``'s
-    settings, until rank 0 says it is done (:func:`zoo.distributed.finish_leading`). Returns how
-    many models were trained here."""
+    settings and the announced seed (:func:`announcement`), until rank 0 says it is done
+    (:func:`zoo.distributed.finish_leading`). Returns how many models were trained here."""
     from zoo.distributed import init_from_env, leave_group
 
     registry = registry or default_registry()
     context, _ = init_from_env(device)
     trained = 0
     while context is not None:
-        name = context.receive()
-        if name is None:
+        message = context.receive()
+        if message is None:
             leave_group()
             break
-        train(prepare(run_config(name), registry=registry))
+        name, _, seed = message.partition("@")
+        config = run_config(name)
+        if seed:
+            config = dataclasses.replace(config, seed=int(seed))
+        train(prepare(config, registry=registry))
         trained += 1
     return trained
 

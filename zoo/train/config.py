@@ -34,6 +34,8 @@ LISTWISE_NEGATIVES = ("inbatch", "mixed", "full")
 DEFAULT_NUM_NEGATIVES = {0: 4, 1: 1, 2: 50}
 PAIRWISE_LOSSES = ("bpr", "hinge", "bpr-max")
 LR_SCHEDULES = ("constant", "cosine", "plateau")
+#: numeric precisions of the training loss (see zoo.train.acceleration)
+PRECISIONS = ("fp32", "bf16", "fp16")
 VALID_METRICS = ("recall", "hitrate", "ndcg", "mrr", "precision")
 
 Rule = Callable[[str, Any], Any]  # (key, raw value) -> coerced value, or UsageError
@@ -255,6 +257,15 @@ class TrainerConfig:
         "validate, keep and return an exponential moving average of the weights"
         " with this decay (ramped up as min(d, (1 + t) / (10 + t)) at step t);"
         " None or 0: off",
+    )
+    precision: str = setting(
+        "fp32",
+        choice(PRECISIONS),
+        "numeric precision of the training loss: fp32; bf16 (autocast, CPU or GPU; weights stay fp32);"
+        " fp16 (autocast with loss scaling, CUDA only). Evaluation and embeddings always run in fp32",
+    )
+    compile: bool = setting(
+        False, boolean, "run the training loss through torch.compile (the first steps pay the compilation)"
     )
     seed: int | None = setting(
         None,

@@ -101,14 +101,15 @@ def inbatch_softmax_loss(
     proposed; subtracting them (logQ correction) removes the popularity bias of in-batch sampling.
     In-batch duplicates of a row's positive are masked, so an item is never its own negative.
     """
-    logits = user @ items.T / temperature
+    user = user / temperature  # scales the [M, D] rows rather than the [M, M + n] logits
+    logits = user @ items.T
     if log_q is not None:
         logits = logits - log_q.unsqueeze(0)
     same = pos_ids.unsqueeze(1) == pos_ids.unsqueeze(0)
     same.fill_diagonal_(False)
     logits = logits.masked_fill(same, float("-inf"))
     if extra_items is not None and extra_items.shape[0]:
-        extra = user @ extra_items.T / temperature
+        extra = user @ extra_items.T
         if extra_log_q is not None:
             extra = extra - extra_log_q.unsqueeze(0)
         if extra_ids is not None:

@@ -38,6 +38,7 @@ from zoo.errors import UsageError
 from zoo.models.base import RecallModel
 from zoo.nn.embedding import EmbeddingBank
 from zoo.train import checkpoint, seed_adapter
+from zoo.train.acceleration import StepRunner, check_precision
 from zoo.train.advice import warn_once
 from zoo.train.callbacks import Callback, CallbackList
 from zoo.train.checkpoint import CHECKPOINT_FILE, EpochCheckpoints, Restored
@@ -266,6 +267,8 @@ class MatchTrainer:
             None if self.dist is None else torch.Generator().manual_seed(config.seed or 0)
         )
         self._ddp = None if self.dist is None else self.dist.wrap_loss(self.model, self._batch_loss)
+        check_precision(config.precision, self.device)
+        self._steps: StepRunner | None = None
         cbs = list(callbacks)
         if verbose:
             from zoo.train.progress import RichProgress
@@ -311,6 +314,20 @@ class MatchTrainer:
     def item_counts(self) -> torch.Tensor:
         """Training frequency per item id (given, or counted so far)."""
         return self.proposals.counts
+
+    @property
+    def steps(self) -> StepRunner:
+        """Runs each step's loss (``precision``, ``compile``) and its backward pass and optimiser step;
+        rebuilt when either setting changes."""
+        key = (self.config.precision, self.config.compile)
+        if self._steps is None or (self._steps.precision, self._steps.compiled) != key:
+            self._steps = StepRunner(
+                self._ddp if self._ddp is not None else self._batch_loss,
+                precision=self.config.precision,
+                compile=self.config.compile,
+                device=self.device,
+            )
+        return self._steps
 
     # -- fitting -------------------------------------------------------------------------------------------
     def fit(
@@ -494,7 +511,7 @@ class MatchTrainer:
             else:
                 self.dist.observe(self.proposals, counted, self.model.item_id_feature)
             batch = to_device(batch, self.device)
-            loss = self.compute_loss(batch)
+            loss = self.steps.loss(batch)
             reg = self._regularization()
             if reg is not None:
                 loss = loss + reg
@@ -502,11 +519,9 @@ class MatchTrainer:
                 raise UsageError(
                     f"training diverged at step {step + 1} (loss {loss.item()}); lower the learning rate"
                 )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.grad_clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
-            self.optimizer.step()
+            self.steps.backward_and_step(
+                loss, self.optimizer, self.model.parameters, self.config.grad_clip_norm
+            )
             if self._ema is not None:
                 self._ema.update()
             value = float(loss.detach())
