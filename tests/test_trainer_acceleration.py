@@ -28,11 +28,11 @@ def trainer_for(data: MatchData, model_cls=DSSM, **settings) -> MatchTrainer:
     extra = {"embed_dim": 8, "dims": [16, 8]} if model_cls is DSSM else {"embed_dim": 8}
     model = model_cls.from_schema(data.schema, temperature=0.1, **extra)
     model.set_item_table(data.item_table)
+    settings.setdefault("optimizer_params", {"lr": 0.01})
     return MatchTrainer(
         model,
         mode=2,
         n_epoch=1,
-        optimizer_params={"lr": 0.01},
         model_path=None,
         item_counts=data.item_counts,
         seed=0,
@@ -122,3 +122,18 @@ def test_compiled_loss_equals_eager_and_trains_to_the_same_weights(data):
         trainer.train_one_epoch(batches)
     for name, value in eager.model.state_dict().items():
         assert torch.allclose(compiled.model.state_dict()[name], value, atol=1e-4), name
+
+
+def test_adam_is_fused_and_updates_like_the_default_implementation(data):
+    trainer = trainer_for(data)
+    assert trainer.optimizer.param_groups[0]["fused"] is True
+    reference = trainer_for(
+        data, optimizer_fn=torch.optim.Adam, optimizer_params={"lr": 0.01, "foreach": False}
+    )
+    assert not reference.optimizer.param_groups[0].get("fused")
+    batches = list(data.training_batches(trainer.model, 64, seed=0))[:5]
+    for each in (trainer, reference):
+        each.model.train(False)
+        each.train_one_epoch(batches)
+    for name, value in reference.model.state_dict().items():
+        assert torch.allclose(trainer.model.state_dict()[name], value, atol=1e-5), name

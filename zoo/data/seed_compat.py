@@ -212,10 +212,11 @@ def pad_sequences(
     if kept.sum() == 0:
         return out
     flat = np.concatenate(pieces)
-    row = np.repeat(np.arange(len(seqs)), kept)
-    within = np.arange(kept.sum()) - np.repeat(np.concatenate([[0], np.cumsum(kept)[:-1]]), kept)
-    column = within + (np.repeat(maxlen - kept, kept) if padding == "pre" else 0)
-    out[row, column] = flat
+    # The cells that receive items, in row-major order (the order of ``flat``): the last ``kept``
+    # columns of each row with "pre" padding, the first ``kept`` with "post".
+    columns = np.arange(maxlen)
+    filled = columns >= (maxlen - kept)[:, None] if padding == "pre" else columns < kept[:, None]
+    out[filled] = flat
     return out
 
 

@@ -26,7 +26,11 @@ import torch
 from zoo.errors import UsageError
 from zoo.train.config import PRECISIONS
 
-__all__ = ["PRECISIONS", "StepRunner", "autocast", "check_precision"]
+__all__ = ["PRECISIONS", "StepRunner", "autocast", "check_precision", "make_optimizer"]
+
+#: optimisers whose fused implementation (one kernel per parameter instead of a dozen element-wise
+#: operations) computes the same update
+_FUSABLE = (torch.optim.Adam, torch.optim.AdamW)
 
 LossFn = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
 
@@ -42,6 +46,19 @@ def check_precision(precision: str, device: torch.device) -> None:
         raise UsageError("precision=bf16: this GPU has no bfloat16 support; use precision=fp16 or fp32")
     if precision == "bf16" and device.type not in ("cpu", "cuda"):
         raise UsageError(f"precision=bf16 runs on cpu or cuda, not {device.type}; use precision=fp32")
+
+
+def make_optimizer(optimizer_fn: Any, parameters: Any, options: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """``optimizer_fn(parameters, **options)``; Adam and AdamW get their fused implementation when the
+    caller chose neither ``fused`` nor ``foreach`` and this torch build has it for the parameters'
+    device (otherwise the default implementation)."""
+    parameters = list(parameters)
+    if optimizer_fn in _FUSABLE and "fused" not in options and "foreach" not in options:
+        try:
+            return optimizer_fn(parameters, **options, fused=True)
+        except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device or build
+            pass
+    return optimizer_fn(parameters, **options)
 
 
 def autocast(precision: str, device: torch.device) -> AbstractContextManager[Any]:

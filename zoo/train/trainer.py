@@ -38,7 +38,7 @@ from zoo.errors import UsageError
 from zoo.models.base import RecallModel
 from zoo.nn.embedding import EmbeddingBank
 from zoo.train import checkpoint, seed_adapter
-from zoo.train.acceleration import StepRunner, check_precision
+from zoo.train.acceleration import StepRunner, check_precision, make_optimizer
 from zoo.train.advice import warn_once
 from zoo.train.callbacks import Callback, CallbackList
 from zoo.train.checkpoint import CHECKPOINT_FILE, EpochCheckpoints, Restored
@@ -245,7 +245,7 @@ class MatchTrainer:
         self.device = resolve_device(device)
         self.model.to(self.device)
         self.optimizer_params = optimizer_params
-        self.optimizer = optimizer_fn(self.model.parameters(), **optimizer_params)
+        self.optimizer = make_optimizer(optimizer_fn, self.model.parameters(), optimizer_params)
         self.schedule = make_schedule(self.optimizer, config, scheduler_fn, scheduler_params)
         #: the torch learning-rate scheduler (None with the constant schedule)
         self.scheduler = self.schedule.scheduler
