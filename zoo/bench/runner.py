@@ -63,6 +63,8 @@ class BenchConfig:
     recall_target: float = 0.95
     latency_queries: int = 1000
     metric: str = "ip"
+    #: prepared-data folder for every model's run (RunConfig.prepared_dir)
+    prepared_dir: str | None = None
 
     def validate(self) -> None:
         if not self.models:
@@ -113,6 +115,7 @@ class BenchConfig:
             ks=tuple(self.ks),
             metric=self.metric,
             save=False,
+            prepared_dir=self.prepared_dir,
         )
 
 

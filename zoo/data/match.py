@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from typing import Protocol as Protocol_
 
 import numpy as np
 import torch
@@ -75,10 +76,45 @@ class MatchData:
         started = time.perf_counter()
         before = interactions.stats()
         events, removed = protocol.filter_events(interactions)
+        return cls.from_events(
+            events["user_id"].to_numpy(),
+            events["item_id"].to_numpy(),
+            events["timestamp"].to_numpy(),
+            protocol,
+            RawIds(interactions),
+            card={
+                "dataset": interactions.name,
+                "source": interactions.source,
+                "before_filters": before,
+                "removed": removed,
+            },
+            started=started,
+        )
+
+    @classmethod
+    def from_events(
+        cls,
+        users_raw: np.ndarray,
+        items_raw: np.ndarray,
+        timestamps: np.ndarray,
+        protocol: Protocol,
+        ids: IdEncoding,
+        *,
+        card: dict[str, Any],
+        started: float | None = None,
+    ) -> MatchData:
+        """Split, encode and index filtered events (one entry per event in each array) under
+        ``protocol``. ``ids`` fits the encoder on the training part and encodes the ids (the raw ids,
+        or codes ordered as the raw ids sort, as the prepared-data builder gives them); ``card`` holds
+        the dataset's part of the protocol card (``dataset``, ``source``, ``before_filters``,
+        ``removed``)."""
+        started = time.perf_counter() if started is None else started
+        where = str(card.get("source") or card.get("dataset") or "interactions")
         # Stable sort by (user, timestamp key): equal keys keep file order.
-        order = np.lexsort((protocol.time_keys(events["timestamp"].to_numpy()), events["user_id"].to_numpy()))
-        users_raw = events["user_id"].to_numpy()[order]
-        items_raw = events["item_id"].to_numpy()[order]
+        order = np.lexsort((protocol.time_keys(timestamps), users_raw))
+        users_raw = users_raw[order]
+        items_raw = items_raw[order]
+        del order
         boundaries = np.flatnonzero(users_raw[1:] != users_raw[:-1]) + 1
         starts = np.concatenate([[0], boundaries])
         lengths = np.diff(np.concatenate([starts, [len(users_raw)]]))
@@ -86,12 +122,15 @@ class MatchData:
         dropped_users = int((~keep_user).sum())
         if not keep_user.any():
             raise DataError(
-                f"{interactions.where}: no user has {protocol.min_user_events} or more events after"
+                f"{where}: no user has {protocol.min_user_events} or more events after"
                 " filtering; leave-one-out needs at least one event each for train, valid and test"
             )
-        keep_event = np.repeat(keep_user, lengths)
-        users_raw, items_raw = users_raw[keep_event], items_raw[keep_event]
-        _require_enough(interactions.where, int(keep_user.sum()), len(np.unique(items_raw)))
+        if dropped_users:
+            keep_event = np.repeat(keep_user, lengths)
+            users_raw, items_raw = users_raw[keep_event], items_raw[keep_event]
+            del keep_event
+        kept_items = len(np.unique(items_raw))
+        _require_enough(where, int(keep_user.sum()), kept_items)
         lengths = lengths[keep_user]
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         ends = starts + lengths
@@ -99,19 +138,13 @@ class MatchData:
         role[ends - 1] = TEST
         role[ends - 2] = VALID
         train = role == TRAIN
+        del role
 
-        encoder = FeatureEncoder.fit(
-            users_raw[train],
-            items_raw[train],
-            interactions.users,
-            interactions.items,
-            interactions.item_multivalue,
-        )
-        user_codes = encoder.encode_users(users_raw)
-        item_codes = encoder.encode_items(items_raw)
+        encoder = ids.fit(users_raw[train], items_raw[train])
+        user_codes, item_codes = ids.encode(encoder, users_raw, items_raw)
+        del users_raw, items_raw
         seq_start = np.repeat(starts, lengths)
-        position_in_user = np.arange(len(users_raw)) - seq_start
-        train_positions = np.flatnonzero(train & (position_in_user >= 1))
+        train_positions = np.flatnonzero(train & (np.arange(len(user_codes)) - seq_start >= 1))
 
         item_counts = np.bincount(item_codes[train], minlength=encoder.item_vocab)
         item_counts[:FIRST_CODE] = 0
@@ -129,22 +162,17 @@ class MatchData:
             item_multivalue=tuple(c for c in item_side if c in encoder.item_multivalue),
             history_len=protocol.history_len,
         )
-        user_table = {
-            renamed_user[c]: torch.from_numpy(v) for c, v in encoder.user_table(interactions.users).items()
-        }
-        item_table = {c: torch.from_numpy(v) for c, v in encoder.item_table(interactions.items).items()}
+        user_table = {renamed_user[c]: torch.from_numpy(v) for c, v in ids.user_table(encoder).items()}
+        item_table = {c: torch.from_numpy(v) for c, v in ids.item_table(encoder).items()}
         test_targets = item_codes[ends - 1]
-        card = protocol.card()
-        card.update(
-            dataset=interactions.name,
-            source=interactions.source,
-            before_filters=before,
-            removed=removed,
+        full_card = protocol.card()
+        full_card.update(card)
+        full_card.update(
             users_dropped_below_min_events=dropped_users,
             after_filters={
-                "interactions": int(len(users_raw)),
+                "interactions": int(len(user_codes)),
                 "users": int(len(lengths)),
-                "items": int(len(np.unique(items_raw))),
+                "items": int(kept_items),
             },
             train_interactions=int(train.sum()),
             train_samples=int(len(train_positions)),
@@ -166,7 +194,7 @@ class MatchData:
             user_table=user_table,
             item_table=item_table,
             item_counts=torch.from_numpy(item_counts),
-            card=card,
+            card=full_card,
         )
 
     # -- batches ------------------------------------------------------------------------------------
@@ -296,6 +324,8 @@ class MatchData:
         """CSR of catalogue rows of every item each user had before ``positions`` (OOV items skipped)."""
         starts = self.seq_start[positions].numpy()
         ends = positions.numpy()
+        if len(ends) and (starts[1:] >= ends[:-1]).all():
+            return self._seen_in_order(starts, ends)
         lengths = ends - starts
         owner = np.repeat(np.arange(len(lengths)), lengths)
         index = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(
@@ -306,6 +336,23 @@ class MatchData:
         counts = np.bincount(owner[keep], minlength=len(lengths))
         indptr = np.concatenate([[0], np.cumsum(counts)])
         return torch.from_numpy(indptr.astype(np.int64)), torch.from_numpy(rows[keep].astype(np.int64))
+
+    def _seen_in_order(self, starts: np.ndarray, ends: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`seen_items` for ranges ``[starts, ends)`` in event order that do not overlap (every
+        user's valid or test position): one byte per event instead of several index arrays."""
+        items = self.seq_items.numpy()
+        marks = np.zeros(len(items) + 1, dtype=np.int8)
+        np.add.at(marks, starts, 1)
+        np.add.at(marks, ends, -1)
+        covered = np.cumsum(marks, dtype=np.int8).view(bool)  # 0 or 1: the ranges do not overlap
+        del marks
+        covered[:-1] &= items >= FIRST_CODE
+        bounds = np.stack([starts, ends], axis=1).ravel()
+        sums = np.add.reduceat(covered, bounds, dtype=np.int64)[::2]
+        counts = np.where(ends > starts, sums, 0)
+        rows = items[covered[:-1]] - FIRST_CODE
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        return torch.from_numpy(indptr.astype(np.int64)), torch.from_numpy(rows.astype(np.int64, copy=False))
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -336,6 +383,43 @@ def _window_stride(length: int, stride: int | None) -> int:
     if isinstance(stride, bool) or not 1 <= int(stride) <= int(length):
         raise UsageError(f"window_stride must be between 1 and the history length {length}, got {stride}")
     return int(stride)
+
+
+class IdEncoding(Protocol_):
+    """How :meth:`MatchData.from_events` turns ids into codes: fit the encoder on the training part,
+    encode every event's ids, and build the side tables."""
+
+    def fit(self, train_users: np.ndarray, train_items: np.ndarray) -> FeatureEncoder: ...
+
+    def encode(
+        self, encoder: FeatureEncoder, users: np.ndarray, items: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def user_table(self, encoder: FeatureEncoder) -> dict[str, np.ndarray]: ...
+
+    def item_table(self, encoder: FeatureEncoder) -> dict[str, np.ndarray]: ...
+
+
+@dataclass
+class RawIds:
+    """Ids as a dataset gives them (ints or strings), with its side tables."""
+
+    interactions: Interactions
+
+    def fit(self, train_users: np.ndarray, train_items: np.ndarray) -> FeatureEncoder:
+        found = self.interactions
+        return FeatureEncoder.fit(train_users, train_items, found.users, found.items, found.item_multivalue)
+
+    def encode(
+        self, encoder: FeatureEncoder, users: np.ndarray, items: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return encoder.encode_users(users), encoder.encode_items(items)
+
+    def user_table(self, encoder: FeatureEncoder) -> dict[str, np.ndarray]:
+        return encoder.user_table(self.interactions.users)
+
+    def item_table(self, encoder: FeatureEncoder) -> dict[str, np.ndarray]:
+        return encoder.item_table(self.interactions.items)
 
 
 class TrainBatches:

@@ -44,6 +44,9 @@ class RunConfig:
     force: bool = False
     #: continue an interrupted run with the same ``out`` from its last epoch checkpoint
     resume: bool = False
+    #: folder for prepared data (``zoo.data.prepared``): the encoded log is written there once and later
+    #: runs with the same input and protocol read it memory-mapped; None prepares in memory every run
+    prepared_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -99,16 +99,32 @@ def prepare(
     )
     timings: dict[str, float] = {}
 
-    progress.stage("load", dataset_spec.name)
-    started = time.perf_counter()
-    interactions = registry.load_dataset(dataset_spec.qualified_name, data_path, **config.dataset_options)
-    timings["load_s"] = time.perf_counter() - started
+    if config.prepared_dir is not None:
+        from zoo.data.prepared import prepared_match_data
 
-    progress.stage("prepare", protocol.name)
-    started = time.perf_counter()
-    data = MatchData.from_interactions(interactions, protocol)
-    timings["prepare_s"] = time.perf_counter() - started
-    warnings = list(interactions.warnings)
+        found = prepared_match_data(
+            config.prepared_dir,
+            registry=registry,
+            dataset_spec=dataset_spec,
+            data_path=data_path,
+            options=config.dataset_options,
+            protocol=protocol,
+            progress=progress,
+        )
+        data, dataset_stats, warnings = found.data, found.dataset_stats, list(found.warnings)
+        timings.update(found.timings)
+    else:
+        progress.stage("load", dataset_spec.name)
+        started = time.perf_counter()
+        interactions = registry.load_dataset(dataset_spec.qualified_name, data_path, **config.dataset_options)
+        timings["load_s"] = time.perf_counter() - started
+
+        progress.stage("prepare", protocol.name)
+        started = time.perf_counter()
+        data = MatchData.from_interactions(interactions, protocol)
+        timings["prepare_s"] = time.perf_counter() - started
+        warnings = list(interactions.warnings)
+        dataset_stats = {"dataset": dataset_spec.name, **interactions.stats()}
     samples, batch_size = data.train_sample_count(), settings.trainer.batch_size
     if samples < batch_size:
         warnings.append(
@@ -122,7 +138,7 @@ def prepare(
         device=device,
         settings=settings,
         data=data,
-        dataset_stats={"dataset": dataset_spec.name, **interactions.stats()},
+        dataset_stats=dataset_stats,
         timings=timings,
         warnings=warnings,
         registry=registry,

@@ -10,7 +10,7 @@ import typer
 
 from zoo.errors import UsageError
 from zoo_cli import state
-from zoo_cli.commands.run import NNODES, NODE_RANK, NPROC, RDZV_ENDPOINT, relaunched
+from zoo_cli.commands.run import NNODES, NODE_RANK, NPROC, PREPARED_DIR, RDZV_ENDPOINT, relaunched
 from zoo_cli.output import (
     OutputFormat,
     fmt,
@@ -160,6 +160,7 @@ def bench(
     latency_queries: int = typer.Option(
         1000, "--latency-queries", min=0, help="One-user queries timed per measurement."
     ),
+    prepared_dir: Path | None = PREPARED_DIR,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     nproc: int = NPROC,
     nnodes: int = NNODES,
@@ -209,6 +210,7 @@ def bench(
         protocol_overrides=protocol_overrides,
         recall_target=recall_target,
         latency_queries=latency_queries,
+        prepared_dir=str(prepared_dir) if prepared_dir is not None else None,
     )
     if relaunched(nproc, nnodes, node_rank, rdzv_endpoint):
         return

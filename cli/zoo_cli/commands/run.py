@@ -57,6 +57,11 @@ class CliProgress:
 
 
 FORMAT = typer.Option(OutputFormat.human, "--format", help="human or json.")
+PREPARED_DIR = typer.Option(
+    None,
+    "--prepared-dir",
+    help="Prepare the data once into a folder here and reuse it while the input and protocol stay the same.",
+)
 NPROC = typer.Option(
     1, "--nproc", min=1, help="Train on N processes (DDP under torchrun): one per GPU, or CPU shares."
 )
@@ -128,6 +133,7 @@ def run(
         "--resume",
         help="Continue an interrupted run with the same --out and options from its last epoch checkpoint.",
     ),
+    prepared_dir: Path | None = PREPARED_DIR,
     output_format: OutputFormat = FORMAT,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     nproc: int = NPROC,
@@ -162,6 +168,7 @@ def run(
         protocol_overrides=params.protocol,
         force=force,
         resume=resume,
+        prepared_dir=str(prepared_dir) if prepared_dir is not None else None,
     )
     if relaunched(nproc, nnodes, node_rank, rdzv_endpoint):
         return

@@ -18,10 +18,27 @@ from zoo.data.readers.checks import (
 )
 from zoo.errors import UsageError
 
-_HINT = (
+HINT = (
     "map yours with --param data.user_col=NAME (and data.item_col=, data.time_col=, data.rating_col=) on the"
     " command line, or user_col=... in Python"
 )
+
+
+LOG_WHAT = "an interaction log (CSV with a header line, or Parquet)"
+
+
+def column_mapping(user_col: str, item_col: str, time_col: str, rating_col: str | None) -> dict[str, str]:
+    """The log's column -> the canonical column (``rating`` only with a ``rating_col``); a UsageError
+    when two options name the same column."""
+    mapping = {user_col: "user_id", item_col: "item_id", time_col: "timestamp"}
+    if rating_col:
+        mapping[rating_col] = "rating"
+    if len(mapping) < (4 if rating_col else 3):
+        raise UsageError(
+            f"user_col={user_col!r}, item_col={item_col!r}, time_col={time_col!r}, rating_col={rating_col!r}"
+            " must name different columns"
+        )
+    return mapping
 
 
 def read_interactions(
@@ -47,20 +64,13 @@ def read_interactions(
         Interactions with ``user_id``, ``item_id``, ``timestamp`` (and ``rating``); other columns
         are dropped.
     """
-    p = existing_file(Path(path).expanduser(), "an interaction log (CSV with a header line, or Parquet)")
-    mapping = {user_col: "user_id", item_col: "item_id", time_col: "timestamp"}
-    if rating_col:
-        mapping[rating_col] = "rating"
-    if len(mapping) < (4 if rating_col else 3):
-        raise UsageError(
-            f"user_col={user_col!r}, item_col={item_col!r}, time_col={time_col!r}, rating_col={rating_col!r}"
-            " must name different columns"
-        )
+    p = existing_file(Path(path).expanduser(), LOG_WHAT)
+    mapping = column_mapping(user_col, item_col, time_col, rating_col)
     sep = csv.normalize_sep(sep)
     if parquet.is_parquet(p):
-        raw, where = parquet.read_log(p, list(mapping), _HINT)
+        raw, where = parquet.read_log(p, list(mapping), HINT)
     else:
-        raw, where = csv.read_log(p, list(mapping), sep, _HINT)
+        raw, where = csv.read_log(p, list(mapping), sep, HINT)
     events = pd.DataFrame(
         {
             "user_id": require_present(raw[user_col], user_col, where),
