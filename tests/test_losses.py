@@ -343,3 +343,17 @@ def test_bpr_max_matches_a_slow_reference():
         total += -math.log(ranking) + 0.5 * penalty
         rows += 1
     assert float(bpr_max_loss(pos, neg, mask, reg=0.5)) == pytest.approx(total / rows, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_duplicate_pairs_are_exactly_the_equal_off_diagonal_pairs(seed):
+    from zoo.train.losses import duplicate_pairs
+
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, 12 + 10 * seed, (40,), generator=generator)
+    rows, cols = duplicate_pairs(ids)
+    found = set(zip(rows.tolist(), cols.tolist(), strict=True))
+    expected = {(i, j) for i in range(40) for j in range(40) if i != j and ids[i] == ids[j]}
+    assert found == expected and len(found) == rows.numel()
+    unique = torch.arange(7)
+    assert duplicate_pairs(unique)[0].numel() == 0

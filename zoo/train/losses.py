@@ -83,6 +83,29 @@ def softmax_loss(
     return (torch.logsumexp(logits, dim=-1) - pos_logits).mean()
 
 
+def duplicate_pairs(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every ordered pair ``(i, j)``, ``i != j``, with ``ids[i] == ids[j]`` (the in-batch duplicates a
+    softmax must mask), found by sorting the ids rather than comparing all ``n * n`` pairs."""
+    order = torch.argsort(ids, stable=True)
+    _, counts = torch.unique_consecutive(ids[order], return_counts=True)
+    empty = ids.new_empty(0, dtype=torch.long)
+    if counts.numel() == ids.numel():
+        return empty, empty
+    starts = torch.cumsum(counts, 0) - counts
+    group = torch.repeat_interleave(torch.arange(counts.numel(), device=ids.device), counts)
+    size, start = counts[group], starts[group]  # per sorted position: its group's size and start
+    shared = size > 1
+    position = torch.arange(ids.numel(), device=ids.device)[shared]
+    size, start = size[shared], start[shared]
+    first = torch.repeat_interleave(position, size)
+    offset = torch.arange(first.numel(), device=ids.device) - torch.repeat_interleave(
+        torch.cumsum(size, 0) - size, size
+    )
+    second = torch.repeat_interleave(start, size) + offset
+    other = first != second
+    return order[first[other]], order[second[other]]
+
+
 def inbatch_softmax_loss(
     user: torch.Tensor,
     items: torch.Tensor,
@@ -105,9 +128,11 @@ def inbatch_softmax_loss(
     logits = user @ items.T
     if log_q is not None:
         logits = logits - log_q.unsqueeze(0)
-    same = pos_ids.unsqueeze(1) == pos_ids.unsqueeze(0)
-    same.fill_diagonal_(False)
-    logits = logits.masked_fill(same, float("-inf"))
+    rows, cols = duplicate_pairs(pos_ids)
+    if rows.numel():
+        logits = logits.index_put(
+            (rows, cols), torch.tensor(float("-inf"), dtype=logits.dtype, device=logits.device)
+        )
     if extra_items is not None and extra_items.shape[0]:
         extra = user @ extra_items.T
         if extra_log_q is not None:
