@@ -414,6 +414,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--param", action="append", default=[], help="MODEL:key=value, e.g. dssm:compile=true (repeatable)"
     )
     parser.add_argument("--record", default=None, metavar="DIR", help="write a results file into DIR")
+    parser.add_argument(
+        "--label",
+        default="",
+        help="names a variant run's results file, e.g. compile: ...-throughput-compile-cpu.json",
+    )
     parser.add_argument("--json", default=None, metavar="FILE", help="write every measured row to FILE")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup < 0:
@@ -467,7 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.record:
         command = public_command(argv if argv is not None else sys.argv[1:])
         where = "gpu" if args.device.startswith("cuda") else "cpu"
-        target = Path(args.record) / f"{date}-benchmark-throughput-{where}.json"
+        label = f"-{args.label}" if args.label else ""
+        target = Path(args.record) / f"{date}-benchmark-throughput{label}-{where}.json"
         atomic_write_json(target, record(rows, measured, peak, command, date, args.device))
         print(f"recorded {target}")
     return 0

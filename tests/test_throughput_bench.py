@@ -16,7 +16,10 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-RECHUB_PYTHON = os.environ.get("RECHUB_PYTHON", "/work/rechub-venv/bin/python")
+#: Torch-RecHub's own environment (docs/performance.md; .ci/run makes one and sets RECHUB_PYTHON)
+RECHUB_PYTHON = os.environ.get(
+    "RECHUB_PYTHON", str(Path(__file__).resolve().parents[1] / "rechub-venv" / "bin" / "python")
+)
 
 
 def load(name: str):
