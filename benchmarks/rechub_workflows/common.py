@@ -71,6 +71,26 @@ def profiles(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return user_profile, item_profile
 
 
+def workflow_result(
+    user: Any, item: Any, x_test: Any, all_item: Any, watch: Stopwatch, train_rows: int, changes: list[str]
+) -> dict[str, Any]:
+    """What every workflow returns to ``child.py``: the test users' and the catalogue's vectors, the
+    test targets and catalogue ids, library seconds per stage, training rows and the Torch-RecHub-only
+    changes it applied."""
+    import torch
+
+    return {
+        "user": as_numpy(user),
+        "item": as_numpy(item),
+        "target": np.asarray(x_test["movie_id"], dtype=np.int64),
+        "catalogue": np.asarray(all_item["movie_id"], dtype=np.int64),
+        "seconds": watch.seconds,
+        "train_rows": int(train_rows),
+        "changes": changes,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
 def as_numpy(vectors: Any) -> np.ndarray:
     """Embeddings (a tensor or an array) as a float32 array."""
     if hasattr(vectors, "detach"):

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-import torch
-from common import Stopwatch, as_numpy, load_movielens, profiles, tutorial_features
+from common import Stopwatch, load_movielens, profiles, tutorial_features, workflow_result
 from library import (
     DSSM,
     MatchDataGenerator,
@@ -69,13 +67,6 @@ def run(csv: str, workdir: str, *, epochs: int = 1, batch_size: int = 512, **_: 
         user_embeddings = trainer.inference_embedding(model, "user", test_dl, model_path=workdir)
         item_embeddings = trainer.inference_embedding(model, "item", item_dl, model_path=workdir)
 
-    return {
-        "user": as_numpy(user_embeddings),
-        "item": as_numpy(item_embeddings),
-        "target": np.asarray(x_test["movie_id"], dtype=np.int64),
-        "catalogue": np.asarray(all_item["movie_id"], dtype=np.int64),
-        "seconds": watch.seconds,
-        "train_rows": len(y_train),
-        "changes": RECHUB_CHANGES,
-        "torch_threads": torch.get_num_threads(),
-    }
+    return workflow_result(
+        user_embeddings, item_embeddings, x_test, all_item, watch, len(y_train), RECHUB_CHANGES
+    )

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
-from common import Stopwatch, as_numpy
+from common import Stopwatch, workflow_result
 from library import IS_RECHUB, GRU4Rec, MatchTrainer, SequenceFeature, SparseFeature
 from listwise import prepare
 
@@ -73,13 +72,6 @@ def run(
         user_embeddings = trainer.inference_embedding(model, "user", data["test_dl"], model_path=workdir)
         item_embeddings = trainer.inference_embedding(model, "item", data["item_dl"], model_path=workdir)
 
-    return {
-        "user": as_numpy(user_embeddings),
-        "item": as_numpy(item_embeddings),
-        "target": np.asarray(data["x_test"]["movie_id"], dtype=np.int64),
-        "catalogue": np.asarray(data["all_item"]["movie_id"], dtype=np.int64),
-        "seconds": watch.seconds,
-        "train_rows": data["train_rows"],
-        "changes": changes,
-        "torch_threads": torch.get_num_threads(),
-    }
+    return workflow_result(
+        user_embeddings, item_embeddings, data["x_test"], data["all_item"], watch, data["train_rows"], changes
+    )
