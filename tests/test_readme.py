@@ -81,19 +81,30 @@ def test_every_shell_command_names_a_real_sub_command() -> None:
 
 
 def test_the_model_table_quotes_the_results_files() -> None:
-    seed0 = {}
-    for path in RESULTS.glob("*-quality-*.json"):
+    """Each model's row quotes its quality results: the mean ± std of a several-seed record where the
+    model has one (newest first), else its seed-0 record."""
+    seed0, seeds = {}, {}
+    for path in sorted(RESULTS.glob("*-quality-*.json")):
         record = json.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
         if record["seed"] == 0:
             seed0[record["model"]] = record["figures"]
+        elif isinstance(record["seed"], list) and len(record["seed"]) > 1:
+            seeds[record["model"]] = record["figures"]  # sorted by name: the newest date wins
     rows = re.findall(
-        r"^\| \[`([a-z0-9-]+)`\]\(docs/models/[^|]*\|[^|]*\|[^|]*\| \[HitRate@(\d+) ([\d.]+)\]",
+        r"^\| \[`([a-z0-9-]+)`\]\(docs/models/[^|]*\|[^|]*\|[^|]*\| "
+        r"\[HitRate@(\d+) ([\d.]+)(?: ± ([\d.]+))?\]",
         README.read_text(encoding="utf-8"),
         flags=re.M,
     )
-    assert {model for model, _, _ in rows} == set(seed0)
-    for model, k, value in rows:
-        assert str(seed0[model][f"hitrate@{k}"]) == value, f"README quotes {model} HitRate@{k} {value}"
+    assert {model for model, _, _, _ in rows} == set(seed0) | set(seeds)
+    for model, k, value, spread in rows:
+        if model in seeds:
+            figures = seeds[model]
+            assert str(figures[f"hitrate@{k}"]) == value, f"README quotes {model} HitRate@{k} {value}"
+            assert str(figures[f"hitrate@{k}_std"]) == spread, f"README quotes {model} ± {spread}"
+        else:
+            assert not spread, f"README quotes a spread for {model}, which has no several-seed record"
+            assert str(seed0[model][f"hitrate@{k}"]) == value, f"README quotes {model} HitRate@{k} {value}"
 
 
 def test_the_use_a_trained_model_section_runs(tmp_path: Path) -> None:
